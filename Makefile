@@ -1,0 +1,51 @@
+# ablab: `make run` runs the lab's main job, `make test` runs every test.
+# Both start from nothing: make setup creates .venv, installs the project, makes sure a
+# Docker engine answers (starting dockerd as root on Debian) and builds the images.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+LAB := $(VENV)/bin/lab
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test check unit integration images engine clean
+
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv, install the lab, start a Docker engine if none answers, build images
+	$(LAB) engine ensure
+	$(LAB) images build
+
+run: setup ## run the lab's main job (for now: bring each variant's stack up, check it, tear down)
+	$(LAB) check
+
+test: setup ## run every test: unit and integration (real containers)
+	$(VENV)/bin/pytest tests
+
+unit: $(STAMP) ## run the unit tests only (no Docker, seconds)
+	$(VENV)/bin/pytest tests/unit
+
+integration: setup ## run the integration tests only (real containers)
+	$(VENV)/bin/pytest tests/integration
+
+check: $(STAMP) ## lint (ruff), type-check (mypy) and unit tests
+	$(VENV)/bin/ruff check lab tests benchmarks
+	$(VENV)/bin/ruff format --check lab tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest tests/unit
+
+images: $(STAMP) ## build the lab's images whose sources changed
+	$(LAB) images build
+
+clean: ## remove lab containers, the venv and caches (keeps results/)
+	-[ -x $(LAB) ] && $(LAB) gc --all
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,124 @@
+"""The `lab` command: parse arguments, call one function per command, map errors to exits.
+
+This is the only place where errors become exit codes: 0 success, 1 a target missed or a
+check failed, 2 a user error (LabError), 3 an infrastructure failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from lab import __version__
+from lab.errors import LabError
+
+DEFAULT_EXPERIMENT = Path(__file__).resolve().parent.parent / "experiments" / "smoke.toml"
+EXPERIMENT_HELP = "experiment file (default: experiments/smoke.toml)"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lab")
+@click.option("--debug", is_flag=True, help="show tracebacks")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """ablab: a containerized A/B benchmark lab."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+def doctor() -> None:
+    """Check the engine, images, host resources and Ryuk; exit 2 if something is missing."""
+    from lab.commands.doctor import run_doctor
+
+    sys.exit(run_doctor())
+
+
+@cli.command()
+@click.option("--experiment", "-e", type=click.Path(path_type=Path), default=DEFAULT_EXPERIMENT, help=EXPERIMENT_HELP)
+@click.option("--variant", "-v", default=None, help="variant to bring up (default: the first)")
+def up(experiment: Path, variant: str | None) -> None:
+    """Bring one variant's stack up, print its endpoints, keep it until Ctrl-C."""
+    from lab.commands.up import run_up
+
+    run_up(experiment, variant)
+
+
+@cli.command()
+@click.option("--experiment", "-e", type=click.Path(path_type=Path), default=DEFAULT_EXPERIMENT, help=EXPERIMENT_HELP)
+@click.option("--variant", "-v", "variants", multiple=True, help="variant(s) to check (default: all)")
+def check(experiment: Path, variants: tuple[str, ...]) -> None:
+    """Start each variant's stack, make one real call to every service, tear it down."""
+    from lab.commands.check import run_check
+
+    sys.exit(run_check(experiment, list(variants) or None))
+
+
+@cli.command()
+@click.option("--all", "everything", is_flag=True, help="remove every lab container, even of live runs")
+def gc(everything: bool) -> None:
+    """Remove lab containers whose owning process is dead."""
+    from lab.commands.gc import run_gc
+
+    run_gc(everything)
+
+
+@cli.group()
+def images() -> None:
+    """Build and list the lab's images."""
+
+
+@images.command("build")
+@click.argument("names", nargs=-1)
+def images_build(names: tuple[str, ...]) -> None:
+    """Build the lab's images whose build context changed (all, or NAMES)."""
+    from lab.commands.images import run_images_build
+
+    run_images_build(list(names) or None)
+
+
+@images.command("list")
+def images_list() -> None:
+    """Show each lab image's wanted tag and whether it is built."""
+    from lab.commands.images import run_images_list
+
+    run_images_list()
+
+
+@cli.group()
+def engine() -> None:
+    """The Docker engine the lab uses."""
+
+
+@engine.command("ensure")
+def engine_ensure() -> None:
+    """Make sure an engine answers: start dockerd (root on Debian) when none does."""
+    from lab.stack.engine import ensure_engine
+
+    info = ensure_engine()
+    click.echo(f"Docker {info.server_version} (API {info.api_version}) answers at {info.address}")
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning every error a user can cause into one line."""
+    debug = "--debug" in sys.argv[1:] or os.environ.get("LAB_DEBUG") == "1"
+    try:
+        cli.main(standalone_mode=False)
+    except LabError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"lab: error: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("lab: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
+    except KeyboardInterrupt as exc:
+        reason = str(exc) or "SIGINT"
+        click.echo(f"lab: interrupted ({reason}); cleaned up", err=True)
+        sys.exit(130)

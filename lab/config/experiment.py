@@ -1,0 +1,197 @@
+"""Experiment files: TOML -> frozen, validated objects, one per variant.
+
+An experiment names its services (base configuration) and variants that overlay the base by
+deep merge. Every mistake - unknown key, wrong type, impossible value, unknown service -
+becomes one ConfigError naming the file, the key path, its line and what was expected,
+before any container starts.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lab.errors import ConfigError
+
+ServiceKind = Literal["postgres", "redis"]
+SERVICE_KINDS: tuple[str, ...] = ("postgres", "redis")
+M = TypeVar("M", bound=BaseModel)
+VARIANT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class Strict(BaseModel):
+    """Frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ServiceConfig(Strict):
+    """One container of a variant's stack."""
+
+    image: str = Field(min_length=1, description="`ablab/<name>` for the lab's own image, or any local image")
+    cpus: float = Field(default=1.0, gt=0, le=64, description="CPU limit in cores")
+    memory_mb: int = Field(default=512, ge=16, le=65536, description="memory limit in MiB")
+    command: tuple[str, ...] = Field(default=(), strict=False, description="extra server arguments")
+    startup_timeout_s: float = Field(default=60.0, gt=0, le=600)
+
+
+DEFAULT_IMAGES: dict[str, str] = {"postgres": "ablab/postgres", "redis": "ablab/redis"}
+
+
+class VariantConfig(Strict):
+    """The effective configuration of one variant: base merged with its overlay."""
+
+    services: dict[ServiceKind, ServiceConfig] = Field(min_length=1)
+
+
+class ExperimentMeta(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    description: str = ""
+
+
+class Experiment(Strict):
+    """A validated experiment: metadata and each variant's effective configuration."""
+
+    path: Path
+    meta: ExperimentMeta
+    variants: dict[str, VariantConfig]
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    def variant(self, name: str | None) -> tuple[str, VariantConfig]:
+        """The named variant, or the first one when `name` is None."""
+        if name is None:
+            name = next(iter(self.variants))
+        if name not in self.variants:
+            raise ConfigError(
+                f"{self.path}: no variant {name!r}",
+                hint=f"variants: {', '.join(self.variants)}",
+            )
+        return name, self.variants[name]
+
+
+def load_experiment(path: Path | str) -> Experiment:
+    """Read, merge and validate an experiment file; raise ConfigError on any mistake."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such experiment file", hint="see experiments/ for the shipped ones") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_experiment(raw, path, text)
+
+
+def parse_experiment(raw: Mapping[str, Any], path: Path, text: str = "") -> Experiment:
+    """Validate an already-parsed experiment document."""
+    known = {"experiment", "services", "variants"}
+    for key in raw:
+        if key not in known:
+            _fail(path, text, (key,), f"unknown key; expected one of: {', '.join(sorted(known))}")
+    if "experiment" not in raw:
+        _fail(path, text, ("experiment",), "missing table [experiment] with name = \"...\"")
+    meta = _validate(ExperimentMeta, raw["experiment"], path, text, ("experiment",))
+    base = raw.get("services")
+    if not isinstance(base, dict) or not base:
+        _fail(path, text, ("services",), "expected a table of services, e.g. [services.postgres]")
+    base = {name: _with_default_image(name, value) for name, value in base.items()}
+    overlays = raw.get("variants", {"baseline": {}})
+    if not isinstance(overlays, dict) or not overlays:
+        _fail(path, text, ("variants",), "expected a table of variants, e.g. [variants.baseline]")
+    variants: dict[str, VariantConfig] = {}
+    for name, overlay in overlays.items():
+        if not VARIANT_NAME.match(name):
+            _fail(path, text, ("variants", name), "a variant name is lowercase letters, digits, '-' or '_'")
+        if not isinstance(overlay, dict):
+            _fail(path, text, ("variants", name), "expected a table")
+        for key in overlay:
+            if key != "services":
+                _fail(path, text, ("variants", name, key), "unknown key; a variant may overlay: services")
+        merged = deep_merge({"services": base}, overlay)
+        variants[name] = _validate(VariantConfig, merged, path, text, ("variants", name))
+    return Experiment(path=path, meta=meta, variants=variants)
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict: `overlay` on top of `base`, merging tables key by key."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _with_default_image(name: str, value: Any) -> Any:
+    if isinstance(value, dict) and "image" not in value and name in DEFAULT_IMAGES:
+        return {"image": DEFAULT_IMAGES[name], **value}
+    return value
+
+
+def _validate(model: type[M], data: Any, path: Path, text: str, prefix: tuple[str, ...]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = tuple(str(part) for part in error["loc"])
+        # Variant errors are reported where the overlay or the base set the key.
+        key_path = prefix + location
+        _fail(path, text, key_path, _expected(error, model, location))
+    raise AssertionError("unreachable")
+
+
+def _expected(error: Any, model: type[BaseModel], location: tuple[str, ...]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "literal_error" or (kind == "enum" or "literal" in kind):
+        return f"unknown value; expected one of: {', '.join(SERVICE_KINDS)}"
+    if kind == "missing":
+        return "missing key"
+    message: str = error["msg"]
+    return f"{message[0].lower()}{message[1:]} (got {error.get('input')!r})"
+
+
+def _fail(path: Path, text: str, key_path: tuple[str, ...], expected: str) -> Any:
+    line = find_key_line(text, key_path)
+    where = f"{path}:{line}" if line else str(path)
+    raise ConfigError(f"{where}: {'.'.join(key_path)}: {expected}")
+
+
+def find_key_line(text: str, key_path: tuple[str, ...]) -> int | None:
+    """Best-effort line number of a dotted key in TOML text (table header or assignment)."""
+    if not text or not key_path:
+        return None
+    lines = text.splitlines()
+    # The deepest table header that is a prefix of the key path, then the key below it.
+    best_header, best_len = 0, 0
+    for number, line in enumerate(lines, start=1):
+        header = re.match(r"^\s*\[+\s*([^\]]+?)\s*\]+", line)
+        if header:
+            parts = tuple(p.strip().strip('"') for p in header.group(1).split("."))
+            if key_path[: len(parts)] == parts and len(parts) > best_len:
+                best_header, best_len = number, len(parts)
+    rest = key_path[best_len:]
+    if not rest:
+        return best_header or None
+    dotted = r"\s*\.\s*".join(re.escape(p) for p in rest)
+    first = re.escape(rest[0])
+    for number in range(best_header + 1, len(lines) + 1):
+        line = lines[number - 1]
+        if best_header and re.match(r"^\s*\[", line):
+            break
+        if re.match(rf"^\s*(\"?){dotted}\1\s*=", line) or re.match(rf"^\s*{first}\s*[.=]", line):
+            return number
+    return best_header or None

@@ -1,0 +1,57 @@
+"""PostgreSQL: testcontainers' PostgresContainer on the lab's image (or any postgres image)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import psycopg
+from testcontainers.community.postgres import PostgresContainer
+from testcontainers.core.container import DockerContainer
+
+from lab.stack.endpoint import Endpoint
+from lab.stack.services.base import ServiceDefinition
+
+
+class PostgresService(ServiceDefinition):
+    kind = "postgres"
+    port = 5432
+    user = "lab"
+    dbname = "lab"
+
+    def container(self, docker_kwargs: dict[str, Any]) -> DockerContainer:
+        self.password = secrets.token_urlsafe(18)
+        container = PostgresContainer(
+            self.image,
+            port=self.port,
+            username=self.user,
+            password=self.password,
+            dbname=self.dbname,
+            driver=None,
+            **docker_kwargs,
+        )
+        if self.config.command:
+            container.with_command(["postgres", *self.config.command])
+        return container
+
+    def endpoint(self, container: DockerContainer, host_port: int) -> Endpoint:
+        wrapped = container.get_wrapped_container()
+        dsn = f"postgresql://{self.user}:{self.password}@127.0.0.1:{host_port}/{self.dbname}"
+        return Endpoint(
+            service=self.kind,
+            host="127.0.0.1",
+            port=host_port,
+            url=dsn,
+            container_id=wrapped.id,
+            container_name=wrapped.name,
+            image=self.image,
+            params={"user": self.user, "password": self.password, "dbname": self.dbname},
+            secrets=(self.password,),
+        )
+
+    @staticmethod
+    def check(endpoint: Endpoint) -> str:
+        with psycopg.connect(endpoint.url, connect_timeout=5) as connection:
+            row = connection.execute("SELECT 1, current_setting('server_version')").fetchone()
+        assert row is not None
+        return f"SELECT 1 -> {row[0]} (PostgreSQL {row[1]})"
