@@ -21,8 +21,10 @@ def run_doctor() -> int:
     try:
         click.echo(f"engine   Docker {info.server_version} (API {info.api_version}) at {info.address}")
         click.echo(f"engine   {info.operating_system}, {info.cpus} CPUs, {info.memory_bytes / 2**30:.1f} GiB")
-        click.echo(f"host     {platform.node()} {platform.system()} {platform.release()}, "
-                   f"{os.cpu_count()} CPUs, {_host_memory_gib():.1f} GiB, Python {platform.python_version()}")
+        click.echo(
+            f"host     {platform.node()} {platform.system()} {platform.release()}, "
+            f"{os.cpu_count()} CPUs, {_host_memory_gib():.1f} GiB, Python {platform.python_version()}"
+        )
         base = find_base_image(client, pull=False)
         click.echo(f"base     {base or 'missing (built by `lab images build`)'}")
         statuses = image_statuses(client)

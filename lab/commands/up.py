@@ -18,5 +18,7 @@ def run_up(experiment_path: Path, variant: str | None) -> None:
     with running_stack(config, name) as stack:
         for endpoint in stack.endpoints.values():
             click.echo(f"  {endpoint.service:<10} {endpoint.url}   ({endpoint.container_name})")
-        click.echo(f"stack {stack.run_id} is up after {stack.startup_s:.1f} s; Ctrl-C to stop", )
+        click.echo(
+            f"stack {stack.run_id} is up after {stack.startup_s:.1f} s; Ctrl-C to stop",
+        )
         threading.Event().wait()  # until a signal unwinds us

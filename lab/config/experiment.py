@@ -100,15 +100,18 @@ def parse_experiment(raw: Mapping[str, Any], path: Path, text: str = "") -> Expe
         if key not in known:
             _fail(path, text, (key,), f"unknown key; expected one of: {', '.join(sorted(known))}")
     if "experiment" not in raw:
-        _fail(path, text, ("experiment",), "missing table [experiment] with name = \"...\"")
+        _fail(path, text, ("experiment",), 'missing table [experiment] with name = "..."')
     meta = _validate(ExperimentMeta, raw["experiment"], path, text, ("experiment",))
     base = raw.get("services")
     if not isinstance(base, dict) or not base:
         _fail(path, text, ("services",), "expected a table of services, e.g. [services.postgres]")
+    assert isinstance(base, dict)
     base = {name: _with_default_image(name, value) for name, value in base.items()}
     overlays = raw.get("variants", {"baseline": {}})
     if not isinstance(overlays, dict) or not overlays:
         _fail(path, text, ("variants",), "expected a table of variants, e.g. [variants.baseline]")
+    # The base alone first, so that its mistakes are reported where they are written.
+    _validate(VariantConfig, {"services": base}, path, text, ())
     variants: dict[str, VariantConfig] = {}
     for name, overlay in overlays.items():
         if not VARIANT_NAME.match(name):
@@ -145,8 +148,8 @@ def _validate(model: type[M], data: Any, path: Path, text: str, prefix: tuple[st
         return model.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        location = tuple(str(part) for part in error["loc"])
-        # Variant errors are reported where the overlay or the base set the key.
+        # pydantic marks a bad dict key with "[key]" after the key itself
+        location = tuple(str(part) for part in error["loc"] if part != "[key]")
         key_path = prefix + location
         _fail(path, text, key_path, _expected(error, model, location))
     raise AssertionError("unreachable")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from docker.models.containers import Container
 from testcontainers.core.container import DockerContainer
+from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
 from lab.config.experiment import ServiceConfig
 
@@ -51,3 +54,38 @@ def log_tail(container: DockerContainer, lines: int = 8) -> str:
         return "(no log)"
     kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " | ".join(kept) or "(empty log)"
+
+
+class ContainerExited(RuntimeError):
+    """The container stopped while we waited for it to become ready."""
+
+
+class ReadyOrExited(WaitStrategy):
+    """Poll `probe` from the host until it succeeds; fail at once if the container exits.
+
+    Testcontainers' own strategies keep polling a dead container until the timeout; a
+    service that crashed on a bad setting should fail in a second with its log.
+    """
+
+    def __init__(self, probe: Callable[[], object], timeout_s: float, poll_s: float = 0.05) -> None:
+        super().__init__()
+        self._probe = probe
+        self._timeout_s = timeout_s
+        self._poll_s = poll_s
+
+    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+        wrapped: Container = container.get_wrapped_container()
+        deadline = time.monotonic() + self._timeout_s
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            wrapped.reload()
+            if wrapped.status in ("exited", "dead"):
+                code = wrapped.attrs.get("State", {}).get("ExitCode")
+                raise ContainerExited(f"container exited with status {code}")
+            try:
+                self._probe()
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure of the probe means "not yet"
+                last_error = " ".join(str(exc).split())[:120] or type(exc).__name__
+            time.sleep(self._poll_s)
+        raise TimeoutError(f"not ready after {self._timeout_s:.0f} s (last probe: {last_error})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ def engine_address() -> str:
 def probe_engine(timeout_s: float = 5.0) -> EngineInfo:
     """Ask the engine for its version; raise EngineUnavailable with the reason if it can't."""
     address = engine_address()
+    _check_reachable(address, timeout_s)
     try:
         client = docker.DockerClient(base_url=address, version="auto", timeout=timeout_s)
     except docker.errors.DockerException as exc:
@@ -71,6 +73,29 @@ def probe_engine(timeout_s: float = 5.0) -> EngineInfo:
         cpus=int(info.get("NCPU", 0)),
         memory_bytes=int(info.get("MemTotal", 0)),
     )
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    """Connect to a unix or tcp address before docker-py does (it leaks the socket on failure)."""
+    family_address: tuple[int, str | tuple[str, int]] | None = None
+    if address.startswith("unix://"):
+        family_address = (socket.AF_UNIX, address.removeprefix("unix://"))
+    elif address.startswith(("tcp://", "http://", "https://")):
+        host, _, port = address.split("://", 1)[1].rstrip("/").rpartition(":")
+        if host and port.isdigit():
+            inet = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
+            family_address = (inet, (host.strip("[]"), int(port)))
+    if family_address is None:
+        return  # ssh:// and others: let docker-py try
+    family, target = family_address
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout_s)
+        try:
+            probe.connect(target)
+        except OSError as exc:
+            raise EngineUnavailable(
+                f"no Docker engine answers at {address}: {_reason(exc)}", hint=_hint_for(address)
+            ) from None
 
 
 def ensure_engine(start_timeout_s: float = 90.0, log: bool = True) -> EngineInfo:

@@ -74,9 +74,9 @@ def context_hash(context: Path, extra: dict[str, str]) -> str:
 
 def _context_files(context: Path) -> Iterator[Path]:
     for path in context.rglob("*"):
-        if path.is_file() and not (IGNORED_NAMES & set(path.relative_to(context).parts)):
-            if path.suffix != ".pyc":
-                yield path
+        ignored = IGNORED_NAMES & set(path.relative_to(context).parts)
+        if path.is_file() and not ignored and path.suffix != ".pyc":
+            yield path
 
 
 def wanted_tag(client: docker.DockerClient, name: str, base_image: str) -> str:
@@ -208,7 +208,7 @@ def build_wheelhouse(requirements: Path, client: docker.DockerClient) -> Path:
 def find_base_image(client: docker.DockerClient, pull: bool) -> str | None:
     """The Debian bookworm base to build on, if one is present (or pullable when `pull`)."""
     forced = os.environ.get("LAB_BASE_IMAGE")
-    for candidate in ([forced] if forced else [UPSTREAM_BASE, BOOTSTRAPPED_BASE]):
+    for candidate in [forced] if forced else [UPSTREAM_BASE, BOOTSTRAPPED_BASE]:
         if _has_image(client, candidate):
             return candidate
     if pull and not forced:
@@ -252,8 +252,7 @@ def bootstrap_base_image(client: docker.DockerClient) -> None:
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
         (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(
-            'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb || true"; };\n'
-            'Acquire::Languages "none";\n'
+            'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb || true"; };\nAcquire::Languages "none";\n'
         )
         shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
         (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)

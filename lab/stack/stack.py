@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -92,6 +92,7 @@ def start_stack(
     owner = Owner.current()
 
     definitions: dict[str, ServiceDefinition] = {}
+    kind: str
     for kind, service_config in config.services.items():
         image = resolve_image(client, service_config.image)
         definitions[kind] = SERVICES[kind](service_config, image)
@@ -106,7 +107,7 @@ def start_stack(
         publish_on_loopback(container, definition.port)
         try:
             container.start()
-        except BaseException as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to start becomes one ServiceStartError
             tail = log_tail(container)
             close_containers([container])
             raise ServiceStartError(
@@ -151,10 +152,8 @@ def close_containers(containers: list[DockerContainer]) -> None:
 def _remove_run_leftovers(client: docker.DockerClient, run_id: str) -> None:
     # A thread interrupted between create and start leaves a container we never tracked.
     for container in lab_containers(client, run_id=run_id):
-        try:
+        with suppress(docker.errors.NotFound):
             container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
 
 
 def _configure_testcontainers(client: docker.DockerClient, timeout_s: float) -> None:

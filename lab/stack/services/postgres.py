@@ -9,8 +9,24 @@ import psycopg
 from testcontainers.community.postgres import PostgresContainer
 from testcontainers.core.container import DockerContainer
 
+from lab.stack.container import ReadyOrExited, host_port
 from lab.stack.endpoint import Endpoint
 from lab.stack.services.base import ServiceDefinition
+
+
+class LabPostgresContainer(PostgresContainer):
+    """PostgresContainer whose readiness is a real connection from the host, failing fast."""
+
+    startup_timeout_s: float = 60.0
+
+    def _connect(self) -> None:
+        def probe() -> None:
+            port = host_port(self, self.port)
+            dsn = f"postgresql://{self.username}:{self.password}@127.0.0.1:{port}/{self.dbname}"
+            with psycopg.connect(dsn, connect_timeout=2) as connection:
+                connection.execute("SELECT 1")
+
+        ReadyOrExited(probe, self.startup_timeout_s).wait_until_ready(self)
 
 
 class PostgresService(ServiceDefinition):
@@ -21,7 +37,7 @@ class PostgresService(ServiceDefinition):
 
     def container(self, docker_kwargs: dict[str, Any]) -> DockerContainer:
         self.password = secrets.token_urlsafe(18)
-        container = PostgresContainer(
+        container = LabPostgresContainer(
             self.image,
             port=self.port,
             username=self.user,
@@ -30,6 +46,7 @@ class PostgresService(ServiceDefinition):
             driver=None,
             **docker_kwargs,
         )
+        container.startup_timeout_s = self.config.startup_timeout_s
         if self.config.command:
             container.with_command(["postgres", *self.config.command])
         return container

@@ -8,6 +8,7 @@ import redis
 from testcontainers.community.redis import RedisContainer
 from testcontainers.core.container import DockerContainer
 
+from lab.stack.container import ReadyOrExited, host_port
 from lab.stack.endpoint import Endpoint
 from lab.stack.services.base import ServiceDefinition
 
@@ -18,6 +19,15 @@ class RedisService(ServiceDefinition):
 
     def container(self, docker_kwargs: dict[str, Any]) -> DockerContainer:
         container = RedisContainer(self.image, port=self.port, **docker_kwargs)
+
+        def probe() -> None:
+            client = redis.Redis(host="127.0.0.1", port=host_port(container, self.port), socket_timeout=2)
+            try:
+                client.ping()
+            finally:
+                client.close()
+
+        container.waiting_for(ReadyOrExited(probe, self.config.startup_timeout_s))
         if self.config.command:
             container.with_command(["redis-server", "/etc/redis/ablab.conf", *self.config.command])
         return container
