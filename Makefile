@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv, install the lab, start a Docker engine if none answers, build images
+setup: $(STAMP) ## create .venv, install the lab, start a Docker engine if none answers, build model and images
 	$(LAB) engine ensure
+	$(LAB) model build
 	$(LAB) images build
 
 run: setup ## run the lab's main job (for now: bring each variant's stack up, check it, tear down)
@@ -45,7 +46,7 @@ check: $(STAMP) ## lint (ruff), type-check (mypy) and unit tests
 images: $(STAMP) ## build the lab's images whose sources changed
 	$(LAB) images build
 
-clean: ## remove lab containers, the venv and caches (keeps results/)
+clean: ## remove lab containers, the venv, built models and caches (keeps results/)
 	-[ -x $(LAB) ] && $(LAB) gc --all
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache models .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

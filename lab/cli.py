@@ -89,6 +89,32 @@ def images_list() -> None:
 
 
 @cli.group()
+def model() -> None:
+    """Build the lead-scoring model (FP32 + INT8) or quantize your own ONNX model."""
+
+
+@model.command("build")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="folder (default: models/lead-scoring)")
+@click.option("--seed", type=int, default=7, show_default=True, help="seed of the data and the training")
+@click.option("--force", is_flag=True, help="rebuild even when the files match their card")
+def model_build(out: Path | None, seed: int, force: bool) -> None:
+    """Train the lead-scoring model on synthetic data, export FP32 ONNX and its INT8 twin."""
+    from lab.commands.model import run_model_build
+
+    run_model_build(out, seed, force)
+
+
+@model.command("quantize")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="default: <stem>-int8.onnx beside PATH")
+def model_quantize(path: Path, out: Path | None) -> None:
+    """Make the INT8 twin of your FP32 ONNX model and report how well they agree."""
+    from lab.commands.model import run_model_quantize
+
+    run_model_quantize(path, out)
+
+
+@cli.group()
 def engine() -> None:
     """The Docker engine the lab uses."""
 

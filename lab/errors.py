@@ -4,6 +4,8 @@
     ├── ConfigError               bad experiment file: names file, key and what was expected
     ├── EngineUnavailable         no Docker engine answers, or it cannot be started here
     ├── ImageError                an image is missing or its build failed
+    ├── ModelFileError            a file is not an ONNX model the lab can load, run or quantize
+    ├── ModelBuildError           the lead-scoring model cannot be built with the parameters given
     └── InfrastructureError       exit 3: a container failed to start or died under us
         └── ServiceStartError     a readiness wait failed; carries the tail of the container log
 
@@ -38,6 +40,14 @@ class EngineUnavailable(LabError):
 
 class ImageError(LabError):
     """An image is missing and cannot be built, or its build failed."""
+
+
+class ModelFileError(LabError):
+    """A file is not an ONNX model the lab can load, run or quantize."""
+
+
+class ModelBuildError(LabError):
+    """The model cannot be built with the parameters given."""
 
 
 class InfrastructureError(LabError):

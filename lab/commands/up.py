@@ -14,7 +14,7 @@ from lab.stack.stack import running_stack
 def run_up(experiment_path: Path, variant: str | None) -> None:
     experiment = load_experiment(experiment_path)
     name, config = experiment.variant(variant)
-    click.echo(f"starting {experiment.name}/{name}: {', '.join(config.services)}")
+    click.echo(f"starting {experiment.name}/{name}: {', '.join(config.service_configs())}")
     with running_stack(config, name) as stack:
         for endpoint in stack.endpoints.values():
             click.echo(f"  {endpoint.service:<10} {endpoint.url}   ({endpoint.container_name})")

@@ -12,41 +12,25 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from lab.config.services import DEFAULT_IMAGES, SERVICE_KINDS, ServiceConfig, ServicesConfig, Strict
 from lab.errors import ConfigError
 
-ServiceKind = Literal["postgres", "redis"]
-SERVICE_KINDS: tuple[str, ...] = ("postgres", "redis")
 M = TypeVar("M", bound=BaseModel)
 VARIANT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-
-
-class Strict(BaseModel):
-    """Frozen, and unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class ServiceConfig(Strict):
-    """One container of a variant's stack."""
-
-    image: str = Field(min_length=1, description="`ablab/<name>` for the lab's own image, or any local image")
-    cpus: float = Field(default=1.0, gt=0, le=64, description="CPU limit in cores")
-    memory_mb: int = Field(default=512, ge=16, le=65536, description="memory limit in MiB")
-    command: tuple[str, ...] = Field(default=(), strict=False, description="extra server arguments")
-    startup_timeout_s: float = Field(default=60.0, gt=0, le=600)
-
-
-DEFAULT_IMAGES: dict[str, str] = {"postgres": "ablab/postgres", "redis": "ablab/redis"}
 
 
 class VariantConfig(Strict):
     """The effective configuration of one variant: base merged with its overlay."""
 
-    services: dict[ServiceKind, ServiceConfig] = Field(min_length=1)
+    services: ServicesConfig
+
+    def service_configs(self) -> dict[str, ServiceConfig]:
+        """The variant's services by kind."""
+        return self.services.started()
 
 
 class ExperimentMeta(Strict):
@@ -157,10 +141,12 @@ def _validate(model: type[M], data: Any, path: Path, text: str, prefix: tuple[st
 
 def _expected(error: Any, model: type[BaseModel], location: tuple[str, ...]) -> str:
     kind = error["type"]
+    if kind == "extra_forbidden" and len(location) == 2 and location[0] == "services":
+        return f"unknown service; expected one of: {', '.join(SERVICE_KINDS)}"
     if kind == "extra_forbidden":
         return "unknown key"
-    if kind == "literal_error" or (kind == "enum" or "literal" in kind):
-        return f"unknown value; expected one of: {', '.join(SERVICE_KINDS)}"
+    if kind == "literal_error":
+        return f"unknown value; expected {error['ctx']['expected']}"
     if kind == "missing":
         return "missing key"
     message: str = error["msg"]

@@ -10,7 +10,7 @@ from docker.models.containers import Container
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
-from lab.config.experiment import ServiceConfig
+from lab.config.services import ServiceConfig
 
 LOOPBACK = "127.0.0.1"
 

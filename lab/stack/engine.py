@@ -158,7 +158,9 @@ def start_dockerd() -> int:
     DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
     with DOCKERD_LOG.open("ab") as log_file:
         process = subprocess.Popen(
-            ["dockerd", "--host", DEFAULT_SOCKET],
+            # No userland proxy: loopback traffic to published ports goes through iptables
+            # instead of an extra process copying every byte (it added ~0.3 ms per request).
+            ["dockerd", "--host", DEFAULT_SOCKET, "--userland-proxy=false"],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

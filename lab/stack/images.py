@@ -6,7 +6,9 @@ make with debootstrap (mirror from the host's apt sources) and `docker import`. 
 tagged `ablab/<name>:<hash>` where the hash covers its build context, the base image id and
 the Python wheelhouse it installs from, so `build_images` rebuilds only what changed.
 Images that need Python packages list them in `requirements.txt`; the wheels are downloaded
-on the host (`pip download`) and copied into the context, so no build needs HTTPS.
+on the host (`pip download`) and copied into the context, so no build needs HTTPS. An image
+that runs the lab's own service code lists repository paths in `include` (one per line, e.g.
+`lab/services/`); they are copied into the context at the same relative paths and hashed too.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from docker.models.images import Image
 
 from lab.errors import ImageError
 
-IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
+REPO_DIR = Path(__file__).resolve().parents[2]
+IMAGES_DIR = REPO_DIR / "images"
 CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache"
 LAB_REPOSITORY = "ablab"
 UPSTREAM_BASE = "debian:bookworm-slim"
@@ -72,6 +75,15 @@ def context_hash(context: Path, extra: dict[str, str]) -> str:
     return digest.hexdigest()[:16]
 
 
+def included_paths(image_dir: Path) -> list[str]:
+    """Repository paths an image's `include` file asks to add to its build context."""
+    include = image_dir / "include"
+    if not include.exists():
+        return []
+    lines = (line.split("#", 1)[0].strip() for line in include.read_text().splitlines())
+    return [line for line in lines if line]
+
+
 def _context_files(context: Path) -> Iterator[Path]:
     for path in context.rglob("*"):
         ignored = IGNORED_NAMES & set(path.relative_to(context).parts)
@@ -83,6 +95,12 @@ def wanted_tag(client: docker.DockerClient, name: str, base_image: str) -> str:
     """The tag `ablab/<name>:<hash>` the current sources of image `name` should carry."""
     base_id = client.images.get(base_image).id
     extra = {"base_image_id": base_id}
+    for relative in included_paths(IMAGES_DIR / name):
+        extra[f"include:{relative}"] = (
+            context_hash(REPO_DIR / relative, {})
+            if (REPO_DIR / relative).is_dir()
+            else (hashlib.sha256((REPO_DIR / relative).read_bytes()).hexdigest())
+        )
     return f"{LAB_REPOSITORY}/{name}:{context_hash(IMAGES_DIR / name, extra)}"
 
 
@@ -151,7 +169,15 @@ def build_image(client: docker.DockerClient, name: str, base_image: str) -> str:
     source = IMAGES_DIR / name
     with tempfile.TemporaryDirectory(prefix=f"ablab-build-{name}-") as tmp:
         context = Path(tmp) / name
-        shutil.copytree(source, context, ignore=shutil.ignore_patterns(*IGNORED_NAMES, "*.pyc"))
+        ignore = shutil.ignore_patterns(*IGNORED_NAMES, "*.pyc")
+        shutil.copytree(source, context, ignore=ignore)
+        for relative in included_paths(source):
+            origin, target = REPO_DIR / relative, context / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if origin.is_dir():
+                shutil.copytree(origin, target, ignore=ignore)
+            else:
+                shutil.copy2(origin, target)
         requirements = context / "requirements.txt"
         if requirements.exists():
             shutil.copytree(build_wheelhouse(requirements, client), context / "wheelhouse")

@@ -88,12 +88,12 @@ def start_stack(
     client = client or docker.from_env()
     run_id = run_id or new_run_id()
     reap_orphans(client)
-    _configure_testcontainers(client, max(s.startup_timeout_s for s in config.services.values()))
+    _configure_testcontainers(client, max(s.startup_timeout_s for s in config.service_configs().values()))
     owner = Owner.current()
 
     definitions: dict[str, ServiceDefinition] = {}
     kind: str
-    for kind, service_config in config.services.items():
+    for kind, service_config in config.service_configs().items():
         image = resolve_image(client, service_config.image)
         definitions[kind] = SERVICES[kind](service_config, image)
 

@@ -29,20 +29,36 @@ memory_mb = 128
 def test_smoke_experiment_variants_overlay_the_base() -> None:
     experiment = load_experiment(SMOKE)
     assert list(experiment.variants) == ["baseline", "optimized"]
-    baseline = experiment.variants["baseline"].services["postgres"]
-    optimized = experiment.variants["optimized"].services["postgres"]
+    baseline = experiment.variants["baseline"].service_configs()["postgres"]
+    optimized = experiment.variants["optimized"].service_configs()["postgres"]
     assert (baseline.memory_mb, optimized.memory_mb) == (512, 1024)
     assert optimized.command == ("-c", "shared_buffers=256MB")
     # untouched keys come from the base
     assert optimized.cpus == baseline.cpus == 1.0
-    assert experiment.variants["optimized"].services["redis"] == experiment.variants["baseline"].services["redis"]
+    assert (
+        experiment.variants["optimized"].service_configs()["redis"]
+        == experiment.variants["baseline"].service_configs()["redis"]
+    )
 
 
 def test_default_images_are_the_labs_own(tmp_path: Path) -> None:
     experiment = load_experiment(write(tmp_path, BASE))
-    services = experiment.variants["baseline"].services
+    services = experiment.variants["baseline"].service_configs()
     assert services["postgres"].image == "ablab/postgres"
     assert services["redis"].image == "ablab/redis"
+
+
+def test_service_specific_settings_are_validated(tmp_path: Path) -> None:
+    text = HEAD + (
+        "[services.mock_api]\nseed = 7\n[services.mock_api.upstreams.crm]\nlatency_median_ms = 80\n"
+        'latency_p99_ms = 400\nrate_limit_rps = 50\n[services.inference]\nmodel = "int8"\nbatching = true\n'
+    )
+    services = load_experiment(write(tmp_path, text)).variants["baseline"].service_configs()
+    assert list(services) == ["mock_api", "inference"]
+    mock_api, inference = services["mock_api"], services["inference"]
+    assert mock_api.image == "ablab/mock-api" and inference.image == "ablab/inference"
+    assert mock_api.upstreams["crm"].rate_limit_rps == 50  # type: ignore[attr-defined]
+    assert inference.batching is True  # type: ignore[attr-defined]
 
 
 def test_deep_merge_merges_tables_and_replaces_values() -> None:
@@ -58,7 +74,10 @@ HEAD = '[experiment]\nname = "t"\n'
     ("body", "expected"),
     [
         ("[services.postgres]\ncpu = 2\n", "services.postgres.cpu: unknown key"),
-        ("[services.mysql]\ncpus = 1\n", "services.mysql: unknown value; expected one of: postgres, redis"),
+        (
+            "[services.mysql]\ncpus = 1\n",
+            "services.mysql: unknown service; expected one of: postgres, redis, mock_api, inference",
+        ),
         ('[services.redis]\nmemory_mb = "lots"\n', "services.redis.memory_mb: input should be a valid integer"),
         ("[services.redis]\ncpus = -1\n", "services.redis.cpus: input should be greater than 0"),
         ("[services.redis]\n[variants.Bad]\n", "variants.Bad: a variant name is lowercase"),
@@ -66,6 +85,10 @@ HEAD = '[experiment]\nname = "t"\n'
         ("[services.redis]\n[variants.fast]\npool = 3\n", "variants.fast.pool: unknown key"),
         ("[services.redis]\n[colour]\nx = 1\n", "colour: unknown key"),
         ("[services]\n", "services: expected a table of services"),
+        ("[services.mock_api.upstreams.crm]\nlatency_median_ms = 90\nlatency_p99_ms = 10\n", "latency_p99_ms must not"),
+        ("[services.mock_api.upstreams.sms]\nerror_rate = 0.1\n", "services.mock_api.upstreams.sms: unknown value"),
+        ("[services.mock_api.upstreams.crm]\nerror_rate = 1.5\n", "upstreams.crm.error_rate: input should be less"),
+        ("[services.inference]\nthreads = 0\n", "services.inference.threads: input should be greater"),
         ('[services.redis]\nimage = ""\n', "services.redis.image: string should have at least 1 character"),
     ],
 )

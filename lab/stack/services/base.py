@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 from testcontainers.core.container import DockerContainer
 
-from lab.config.experiment import ServiceConfig
+from lab.config.services import ServiceConfig
+from lab.stack.container import LOOPBACK
 from lab.stack.endpoint import Endpoint
 
 
@@ -25,9 +26,32 @@ class ServiceDefinition(ABC):
     def container(self, docker_kwargs: dict[str, Any]) -> DockerContainer:
         """A configured (not started) Testcontainers container whose start() waits for ready."""
 
-    @abstractmethod
     def endpoint(self, container: DockerContainer, host_port: int) -> Endpoint:
         """How the host reaches the started container."""
+        wrapped = container.get_wrapped_container()
+        return Endpoint(
+            service=self.kind,
+            host=LOOPBACK,
+            port=host_port,
+            url=self.url(host_port),
+            container_id=wrapped.id,
+            container_name=wrapped.name,
+            image=self.image,
+            params=self.params(),
+            secrets=self.secrets(),
+        )
+
+    @abstractmethod
+    def url(self, host_port: int) -> str:
+        """The URL (or DSN) a client uses to reach the service on `host_port`."""
+
+    def params(self) -> dict[str, str]:
+        """Connection details beyond the URL (user, database, model, ...)."""
+        return {}
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values to mask wherever the URL is shown."""
+        return ()
 
     @staticmethod
     @abstractmethod

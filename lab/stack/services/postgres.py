@@ -51,20 +51,14 @@ class PostgresService(ServiceDefinition):
             container.with_command(["postgres", *self.config.command])
         return container
 
-    def endpoint(self, container: DockerContainer, host_port: int) -> Endpoint:
-        wrapped = container.get_wrapped_container()
-        dsn = f"postgresql://{self.user}:{self.password}@127.0.0.1:{host_port}/{self.dbname}"
-        return Endpoint(
-            service=self.kind,
-            host="127.0.0.1",
-            port=host_port,
-            url=dsn,
-            container_id=wrapped.id,
-            container_name=wrapped.name,
-            image=self.image,
-            params={"user": self.user, "password": self.password, "dbname": self.dbname},
-            secrets=(self.password,),
-        )
+    def url(self, host_port: int) -> str:
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{host_port}/{self.dbname}"
+
+    def params(self) -> dict[str, str]:
+        return {"user": self.user, "password": self.password, "dbname": self.dbname}
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.password,)
 
     @staticmethod
     def check(endpoint: Endpoint) -> str:

@@ -32,17 +32,8 @@ class RedisService(ServiceDefinition):
             container.with_command(["redis-server", "/etc/redis/ablab.conf", *self.config.command])
         return container
 
-    def endpoint(self, container: DockerContainer, host_port: int) -> Endpoint:
-        wrapped = container.get_wrapped_container()
-        return Endpoint(
-            service=self.kind,
-            host="127.0.0.1",
-            port=host_port,
-            url=f"redis://127.0.0.1:{host_port}/0",
-            container_id=wrapped.id,
-            container_name=wrapped.name,
-            image=self.image,
-        )
+    def url(self, host_port: int) -> str:
+        return f"redis://127.0.0.1:{host_port}/0"
 
     @staticmethod
     def check(endpoint: Endpoint) -> str:
