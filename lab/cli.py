@@ -114,6 +114,70 @@ def model_quantize(path: Path, out: Path | None) -> None:
     run_model_quantize(path, out)
 
 
+@cli.command()
+@click.argument("url")
+@click.option("--rate", type=float, default=100.0, show_default=True, help="requests/s (open loop)")
+@click.option("--duration", type=float, default=10.0, show_default=True, help="seconds, warm-up included")
+@click.option("--warmup", type=float, default=0.0, show_default=True, help="seconds excluded from results")
+@click.option(
+    "--arrivals",
+    type=click.Choice(["constant", "poisson", "closed"]),
+    default="constant",
+    show_default=True,
+    help="open loop (constant or Poisson) or closed loop",
+)
+@click.option("--concurrency", type=int, default=10, show_default=True, help="closed loop: requests in flight")
+@click.option("--workers", type=int, default=1, show_default=True, help="worker processes")
+@click.option("--max-in-flight", type=int, default=1000, show_default=True, help="open loop: above it, drop")
+@click.option("--connections", type=int, default=64, show_default=True, help="per worker")
+@click.option("--method", default="GET", show_default=True)
+@click.option("--body", default="", help="request body")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="folder for samples (default: results/)")
+@click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]), default="auto")
+def load(
+    url: str,
+    rate: float,
+    duration: float,
+    warmup: float,
+    arrivals: str,
+    concurrency: int,
+    workers: int,
+    max_in_flight: int,
+    connections: int,
+    method: str,
+    body: str,
+    out: Path | None,
+    progress: str,
+) -> None:
+    """Send HTTP load to URL (127.0.0.1 or the lab's containers) and report what was measured."""
+    from lab.commands.load import run_http_load
+
+    run_http_load(
+        url=url,
+        rate=rate,
+        duration=duration,
+        warmup=warmup,
+        arrivals=arrivals,
+        concurrency=concurrency,
+        workers=workers,
+        max_in_flight=max_in_flight,
+        connections=connections,
+        method=method,
+        body=body,
+        out=out,
+        progress=progress,
+    )
+
+
+@cli.command(hidden=True)
+@click.argument("spec", type=click.Path(path_type=Path, exists=True))
+def worker(spec: Path) -> None:
+    """Run one load worker (started by the load runner, not by hand)."""
+    from lab.loadgen.worker import main_from_spec
+
+    main_from_spec(spec)
+
+
 @cli.group()
 def engine() -> None:
     """The Docker engine the lab uses."""

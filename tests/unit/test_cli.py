@@ -36,3 +36,23 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("doctor", "up", "check", "gc", "images"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["http://10.1.2.3/"], "load goes only to http:// on the loopback"),
+        (["https://127.0.0.1/"], "load goes only to http:// on the loopback"),
+        (["http://127.0.0.1:1/", "--duration", "0"], "--duration must be positive"),
+        (["http://127.0.0.1:1/", "--warmup", "5", "--duration", "2"], "--warmup must be"),
+    ],
+)
+def test_load_refuses_other_hosts_and_bad_numbers(args: list[str], message: str) -> None:
+    result = run_lab("load", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_worker_is_hidden_from_help() -> None:
+    assert "worker" not in run_lab("--help").stdout

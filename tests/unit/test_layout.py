@@ -16,7 +16,7 @@ def test_every_service_has_an_image_folder_and_an_integration_test(repo: Path) -
 
 
 def test_every_package_of_the_flow_exists(repo: Path) -> None:
-    for package in ("config", "stack", "services", "model"):
+    for package in ("config", "stack", "services", "model", "loadgen"):
         assert (repo / "lab" / package / "__init__.py").exists()
 
 
