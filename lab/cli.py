@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -134,39 +135,11 @@ def model_quantize(path: Path, out: Path | None) -> None:
 @click.option("--body", default="", help="request body")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="folder for samples (default: results/)")
 @click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]), default="auto")
-def load(
-    url: str,
-    rate: float,
-    duration: float,
-    warmup: float,
-    arrivals: str,
-    concurrency: int,
-    workers: int,
-    max_in_flight: int,
-    connections: int,
-    method: str,
-    body: str,
-    out: Path | None,
-    progress: str,
-) -> None:
+def load(**options: Any) -> None:
     """Send HTTP load to URL (127.0.0.1 or the lab's containers) and report what was measured."""
     from lab.commands.load import run_http_load
 
-    run_http_load(
-        url=url,
-        rate=rate,
-        duration=duration,
-        warmup=warmup,
-        arrivals=arrivals,
-        concurrency=concurrency,
-        workers=workers,
-        max_in_flight=max_in_flight,
-        connections=connections,
-        method=method,
-        body=body,
-        out=out,
-        progress=progress,
-    )
+    run_http_load(**options)
 
 
 @cli.command(hidden=True)

@@ -110,7 +110,7 @@ class Schedule:
             count = int(np.ceil(expected - 1e-9))  # arrivals at 0, 1/r, ... strictly before the end
             scale = 1.0
         else:
-            count = int(round(expected))
+            count = round(expected)
             # n sorted uniforms on [0, Λ(T)) = Λ(T) * S_k / S_(n+1), S the sums of exponentials
             total = sum(float(part.sum()) for part in self._exponentials(count + 1, chunk))
             scale = expected / total
