@@ -173,6 +173,9 @@ class HttpOperation:
             return CallResult("protocol_error", self.label)
         return self._ok if 200 <= status < 300 else CallResult(f"http_{status}", self.label)
 
+    def stats(self) -> dict[str, float]:
+        return {}
+
     async def close(self) -> None:
         await self.client.close()
 

@@ -31,6 +31,10 @@ class Operation(Protocol):
         """Make request number `seq` of this worker."""
         ...
 
+    def stats(self) -> dict[str, float]:
+        """Figures only the operation knows (pool statistics, cache sizes), read after the run."""
+        ...
+
     async def close(self) -> None:
         """Release connections and pools."""
         ...

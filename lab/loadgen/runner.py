@@ -57,6 +57,7 @@ class LoadResult:
     latency: LatencySummary  # from the intended send time (coordinated-omission corrected)
     service_time: LatencySummary  # from the actual send time
     outcomes: dict[str, int] = field(default_factory=dict)
+    operation_stats: list[dict[str, float]] = field(default_factory=list)  # one dict per worker
 
     def samples(self) -> pl.LazyFrame:
         """Every kept sample of the measured phase, with latency_ns and service_ns."""
@@ -205,6 +206,7 @@ def merge_results(plan: LoadPlan, out_dir: Path) -> LoadResult:
         latency=latency,
         service_time=service,
         outcomes=outcomes,
+        operation_stats=[summary.get("operation_stats", {}) for summary in summaries],
     )
 
 

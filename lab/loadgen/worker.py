@@ -187,6 +187,7 @@ class Worker:
         samples_path = out_dir / f"samples-w{index}.parquet" if plan.keep_samples else None
         self.sink = SampleSink(samples_path, index, self.warmup_ns)
         self.base_ns = 0
+        self.operation_stats: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def clock(self) -> int:
@@ -214,6 +215,7 @@ class Worker:
                 await self._drain()
             finally:
                 reporter.cancel()
+            self.operation_stats = {key: float(value) for key, value in operation.stats().items()}
         finally:
             await operation.close()
         elapsed_ns = self.clock()
@@ -342,6 +344,7 @@ class Worker:
             "mode": "open" if self.plan.schedule.open_loop else "closed",
             "elapsed_s": elapsed_ns / 1e9,
             "counters": c.__dict__.copy(),
+            "operation_stats": self.operation_stats,
             "latency_histogram": self.sink.latency.to_dict(),
             "service_histogram": self.sink.service.to_dict(),
             "samples_file": self.sink.path.name if self.sink.path else None,
