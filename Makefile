@@ -25,8 +25,8 @@ setup: $(STAMP) ## create .venv, install the lab, start a Docker engine if none 
 	$(LAB) model build
 	$(LAB) images build
 
-run: setup ## run the lab's main job (for now: bring each variant's stack up, check it, tear down)
-	$(LAB) check
+run: setup ## run the lab's main job: the shipped suite of A/B experiments, quick mode
+	$(LAB) run --quick --progress plain experiments/suite.toml
 
 test: setup ## run every test: unit and integration (real containers)
 	$(VENV)/bin/pytest tests

@@ -49,6 +49,34 @@ def up(experiment: Path, variant: str | None) -> None:
 
 
 @cli.command()
+@click.argument("experiment", type=click.Path(path_type=Path))
+@click.option("--quick", is_flag=True, help="short trials for a laptop preview (what `make run` uses)")
+@click.option("--trials", type=click.IntRange(1, 100), default=None, help="trials per variant")
+@click.option("--duration", type=click.FloatRange(0.5, 3600), default=None, help="seconds per trial")
+@click.option("--variant", "-v", "variants", multiple=True, help="run only this variant (repeatable)")
+@click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]), default="auto")
+def run(
+    experiment: Path, quick: bool, trials: int | None, duration: float | None, variants: tuple[str, ...], progress: str
+) -> None:
+    """Run an experiment (or a suite file) A/B: one stack per variant, interleaved trials."""
+    from lab.commands.run import RunOptions, display_mode, run_command
+
+    options = RunOptions(quick, trials, duration, variants, display_mode(progress))
+    for rundir in run_command(experiment, options):
+        click.echo(f"run directory: {rundir.path}")
+
+
+@cli.command()
+@click.argument("experiment", type=click.Path(path_type=Path))
+@click.option("--quick", is_flag=True, help="show the --quick run settings")
+def show(experiment: Path, quick: bool) -> None:
+    """Print each variant's effective configuration and the diff between them."""
+    from lab.commands.show import run_show
+
+    run_show(experiment, quick)
+
+
+@cli.command()
 @click.option("--experiment", "-e", type=click.Path(path_type=Path), default=DEFAULT_EXPERIMENT, help=EXPERIMENT_HELP)
 @click.option("--variant", "-v", "variants", multiple=True, help="variant(s) to check (default: all)")
 def check(experiment: Path, variants: tuple[str, ...]) -> None:

@@ -12,10 +12,11 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from lab.config.run import RunConfig
 from lab.config.services import DEFAULT_IMAGES, SERVICE_KINDS, ServiceConfig, ServicesConfig, Strict
 from lab.errors import ConfigError
 
@@ -27,14 +28,21 @@ class VariantConfig(Strict):
     """The effective configuration of one variant: base merged with its overlay."""
 
     services: ServicesConfig
+    # The workload's knobs, checked against the workload's own model by lab.workloads
+    # (config sits above the workloads in the flow and does not know their models).
+    workload: dict[str, Any] = Field(default_factory=dict, strict=False)
 
     def service_configs(self) -> dict[str, ServiceConfig]:
         """The variant's services by kind."""
         return self.services.started()
 
 
+WorkloadKind = Literal["none", "cache", "database", "api", "inference"]
+
+
 class ExperimentMeta(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    workload: WorkloadKind = "none"
     description: str = ""
 
 
@@ -43,7 +51,18 @@ class Experiment(Strict):
 
     path: Path
     meta: ExperimentMeta
+    run: RunConfig
     variants: dict[str, VariantConfig]
+    base_workload: dict[str, Any] = Field(default_factory=dict, strict=False)
+    source: str = ""  # the file's text, to point errors found later at their line
+
+    def fail(self, key_path: tuple[str, ...], expected: str) -> NoReturn:
+        """Raise the ConfigError for a mistake found after loading (e.g. a workload knob)."""
+        _fail(self.path, self.source, key_path, expected)
+
+    def invalid(self, exc: ValidationError, prefix: tuple[str, ...]) -> NoReturn:
+        """Raise the ConfigError for a pydantic error of a table at `prefix`."""
+        _raise_validation(exc, self.path, self.source, prefix)
 
     @property
     def name(self) -> str:
@@ -79,7 +98,7 @@ def load_experiment(path: Path | str) -> Experiment:
 
 def parse_experiment(raw: Mapping[str, Any], path: Path, text: str = "") -> Experiment:
     """Validate an already-parsed experiment document."""
-    known = {"experiment", "services", "variants"}
+    known = {"experiment", "run", "services", "workload", "variants"}
     for key in raw:
         if key not in known:
             _fail(path, text, (key,), f"unknown key; expected one of: {', '.join(sorted(known))}")
@@ -94,8 +113,12 @@ def parse_experiment(raw: Mapping[str, Any], path: Path, text: str = "") -> Expe
     overlays = raw.get("variants", {"baseline": {}})
     if not isinstance(overlays, dict) or not overlays:
         _fail(path, text, ("variants",), "expected a table of variants, e.g. [variants.baseline]")
+    run = _validate(RunConfig, raw.get("run", {}), path, text, ("run",))
+    workload = raw.get("workload", {})
+    if not isinstance(workload, dict):
+        _fail(path, text, ("workload",), "expected a table of the workload's knobs")
     # The base alone first, so that its mistakes are reported where they are written.
-    _validate(VariantConfig, {"services": base}, path, text, ())
+    _validate(VariantConfig, {"services": base, "workload": workload}, path, text, ())
     variants: dict[str, VariantConfig] = {}
     for name, overlay in overlays.items():
         if not VARIANT_NAME.match(name):
@@ -103,11 +126,11 @@ def parse_experiment(raw: Mapping[str, Any], path: Path, text: str = "") -> Expe
         if not isinstance(overlay, dict):
             _fail(path, text, ("variants", name), "expected a table")
         for key in overlay:
-            if key != "services":
-                _fail(path, text, ("variants", name, key), "unknown key; a variant may overlay: services")
-        merged = deep_merge({"services": base}, overlay)
+            if key not in ("services", "workload"):
+                _fail(path, text, ("variants", name, key), "unknown key; a variant may overlay: services, workload")
+        merged = deep_merge({"services": base, "workload": workload}, overlay)
         variants[name] = _validate(VariantConfig, merged, path, text, ("variants", name))
-    return Experiment(path=path, meta=meta, variants=variants)
+    return Experiment(path=path, meta=meta, run=run, variants=variants, base_workload=workload, source=text)
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,15 +154,17 @@ def _validate(model: type[M], data: Any, path: Path, text: str, prefix: tuple[st
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        # pydantic marks a bad dict key with "[key]" after the key itself
-        location = tuple(str(part) for part in error["loc"] if part != "[key]")
-        key_path = prefix + location
-        _fail(path, text, key_path, _expected(error, model, location))
-    raise AssertionError("unreachable")
+        _raise_validation(exc, path, text, prefix)
 
 
-def _expected(error: Any, model: type[BaseModel], location: tuple[str, ...]) -> str:
+def _raise_validation(exc: ValidationError, path: Path, text: str, prefix: tuple[str, ...]) -> NoReturn:
+    error = exc.errors()[0]
+    # pydantic marks a bad dict key with "[key]" after the key itself
+    location = tuple(str(part) for part in error["loc"] if part != "[key]")
+    _fail(path, text, prefix + location, _expected(error, location))
+
+
+def _expected(error: Any, location: tuple[str, ...]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden" and len(location) == 2 and location[0] == "services":
         return f"unknown service; expected one of: {', '.join(SERVICE_KINDS)}"
@@ -153,7 +178,7 @@ def _expected(error: Any, model: type[BaseModel], location: tuple[str, ...]) -> 
     return f"{message[0].lower()}{message[1:]} (got {error.get('input')!r})"
 
 
-def _fail(path: Path, text: str, key_path: tuple[str, ...], expected: str) -> Any:
+def _fail(path: Path, text: str, key_path: tuple[str, ...], expected: str) -> NoReturn:
     line = find_key_line(text, key_path)
     where = f"{path}:{line}" if line else str(path)
     raise ConfigError(f"{where}: {'.'.join(key_path)}: {expected}")

@@ -1,0 +1,107 @@
+"""A run directory: `results/<run-id>/`, written file by file, atomically, never overwritten.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a
+reader (or a crash) never sees half a file. `status.json` says whether the run is `running`,
+`complete`, `failed` or `interrupted`; every finished trial stays on disk whatever happens
+later, so a failed run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from lab.errors import LabError
+
+RunState = Literal["running", "complete", "failed", "interrupted"]
+REPO_RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def results_root() -> Path:
+    """Where run directories go: LAB_RESULTS_DIR, else the repository's results/."""
+    return Path(os.environ.get("LAB_RESULTS_DIR") or REPO_RESULTS)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class RunDirectory:
+    """One run's folder and the writes the lab makes into it."""
+
+    path: Path
+    run_id: str
+
+    @classmethod
+    def create(cls, experiment: str, root: Path | None = None) -> RunDirectory:
+        root = root or results_root()
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{experiment}-{secrets.token_hex(3)}"
+        path = root / run_id
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            path.mkdir(exist_ok=False)  # a run directory is never reused or overwritten
+        except FileExistsError:
+            raise LabError(f"{path} exists already; run directories are never overwritten") from None
+        except OSError as exc:
+            raise LabError(
+                f"cannot create a run directory in {root}: {exc.strerror}", hint="set LAB_RESULTS_DIR"
+            ) from None
+        return cls(path, run_id)
+
+    def write_json(self, relative: str, document: Any) -> Path:
+        target = self.path / relative
+        write_atomic(target, (json.dumps(document, indent=2, sort_keys=False, default=str) + "\n").encode())
+        return target
+
+    def write_text(self, relative: str, text: str) -> Path:
+        target = self.path / relative
+        write_atomic(target, text.encode())
+        return target
+
+    def write_frame(self, relative: str, frame: pl.DataFrame) -> Path:
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(descriptor)
+        try:
+            frame.write_parquet(temporary)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return target
+
+    def copy_in(self, source: Path, relative: str) -> Path:
+        target = self.path / relative
+        write_atomic(target, source.read_bytes())
+        shutil.copystat(source, target)
+        return target
+
+    def set_status(self, state: RunState, **details: Any) -> None:
+        self.write_json(
+            "status.json", {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **details}
+        )
+
+    def trial_dir(self, index: int, variant: str) -> Path:
+        return self.path / "trials" / f"{index:02d}-{variant}"
