@@ -31,6 +31,7 @@ time; nginx is stopped by its PID at the end.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import re
@@ -38,7 +39,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -176,9 +176,7 @@ def tool_versions(paths: dict[str, str | None]) -> dict[str, str]:
         done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
         return (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout + done.stderr).strip() else "?"
 
-    import uvloop
-
-    versions = {"python": f"Python {sys.version.split()[0]}, uvloop {uvloop.__version__}"}
+    versions = {"python": f"Python {sys.version.split()[0]}, uvloop {importlib.metadata.version('uvloop')}"}
     if paths.get("nginx"):
         versions["nginx"] = output([str(paths["nginx"]), "-v"])
     if paths.get("wrk"):
@@ -229,6 +227,10 @@ def children_cpu_s() -> float:
 def own_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> list[float]:
+    return [float(value) for value in Path("/proc/loadavg").read_text().split()[:3]]
 
 
 def vm_rss_bytes(pid: int, key: str = "VmRSS") -> int | None:
@@ -415,7 +417,8 @@ def run_k6(k6: str, script: str, url: str, folder: Path, seconds: float) -> tupl
     command += ["--summary-trend-stats", K6_TREND_STATS, "-e", f"URL={url}", str(script_path)]
     run_pinned(command, seconds + 90, env={"K6_NO_USAGE_REPORT": "true"})  # never phone home
     metrics: dict[str, dict[str, float]] = json.loads(export.read_text())["metrics"]
-    return metrics, _shown([*command[:-1], "script.js"])
+    shown = [part.replace(str(export), "summary.json") for part in command[:-1]]
+    return metrics, _shown([*shown, "script.js"])
 
 
 def _k6_errors(metrics: dict[str, dict[str, float]]) -> int:
@@ -444,7 +447,8 @@ def ceiling_ablab_closed(url: str, seconds: float, out_dir: Path, server: Nginx)
         result = run_load(plan, out_dir, display="none")
     shown = f"run_load(LoadPlan(Schedule.closed({CONNECTIONS}, {seconds:g}), http_operation, workers=1))"
     note = f"closed loop; parent {cost.parent_cpu_s:.2f} s CPU (progress + merge) not counted"
-    return Throughput("ablab closed", shown, result.counters["completed"], seconds, result.counters["errors"], cost, note)
+    c = result.counters
+    return Throughput("ablab closed", shown, c["completed"], seconds, c["errors"], cost, note)
 
 
 def ceiling_ablab_open(url: str, rate: float, seconds: float, out_dir: Path, server: Nginx) -> Throughput:
@@ -479,15 +483,17 @@ class FixedRate:
     note: str = ""
 
 
-def fixed_rate_ablab(url: str, seconds: float, out_dir: Path, server: Nginx) -> FixedRate:
-    plan = _ablab_plan(Schedule.constant(FIXED_RATE_RPS, seconds), url)
+def fixed_rate_ablab(url: str, seconds: float, out_dir: Path, server: Nginx, keep_samples: bool = True) -> FixedRate:
+    plan = _ablab_plan(Schedule.constant(FIXED_RATE_RPS, seconds), url, keep_samples=keep_samples)
     with CostMeter(server) as cost:
         result = run_load(plan, out_dir, display="none")
     p = result.latency.percentiles_ms
+    service = result.service_time.percentiles_ms
     c = result.counters
     return FixedRate(
-        "ablab open",
-        f"run_load(LoadPlan(Schedule.constant({FIXED_RATE_RPS}, {seconds:g}), http_operation, workers=1))",
+        "ablab open" + ("" if keep_samples else ", keep_samples=False"),
+        f"run_load(LoadPlan(Schedule.constant({FIXED_RATE_RPS}, {seconds:g}), http_operation, workers=1, "
+        f"keep_samples={keep_samples}))",
         result.achieved_rps,
         p["p50"],
         p["p99"],
@@ -496,8 +502,8 @@ def fixed_rate_ablab(url: str, seconds: float, out_dir: Path, server: Nginx) -> 
         result.service_time.percentiles_ms["p99"],
         cost,
         c["errors"],
-        f"dropped {c['dropped']:,}, late (> 1 ms) {c['late']:,}; service p50 "
-        f"{result.service_time.percentiles_ms['p50']:.3f} ms, p99.9 {result.service_time.percentiles_ms['p99.9']:.3f} ms",
+        f"dropped {c['dropped']:,}, late (> 1 ms) {c['late']:,}; service p50 {service['p50']:.3f} ms, "
+        f"p99.9 {service['p99.9']:.3f} ms; percentiles from {result.latency.source}",
     )
 
 
@@ -556,6 +562,7 @@ class Soak:
     rss_bytes: list[tuple[float, int]]  # (seconds since the worker was seen, VmRSS)
     peak_rss_bytes: int | None
     cost: Cost
+    max_load_average: float  # 1-minute load average, highest seen during the soak: others' work on the VM
 
     def rss_at(self, fraction: float) -> int:
         """The sample closest to `fraction` of the run."""
@@ -589,24 +596,27 @@ def soak_ablab(url: str, seconds: float, out_dir: Path, server: Nginx) -> Soak:
 
     samples: list[tuple[float, int]] = []
     peak: int | None = None
+    load_averages: list[float] = []
     with CostMeter(server) as cost:
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         worker = find_worker()
         began = time.monotonic()
         deadline = began + seconds + 120  # bounded even if the run hangs: run_load has its own limits too
+        # first sample after one interval: at 0 s the worker is still importing, not yet loading
         while worker is not None and thread.is_alive() and time.monotonic() < deadline:
+            thread.join(timeout=RSS_INTERVAL_S)
             rss = vm_rss_bytes(worker)
             if rss is not None:
                 samples.append((time.monotonic() - began, rss))
                 peak = vm_rss_bytes(worker, "VmHWM")
-            thread.join(timeout=RSS_INTERVAL_S)
+                load_averages.append(load_average()[0])
         thread.join(timeout=max(1.0, deadline - time.monotonic()))
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     if "result" not in outcome or not samples:
         raise RuntimeError("the soak run did not finish or its worker was not found")
-    return Soak(seconds, outcome["result"], samples, peak, cost)  # type: ignore[arg-type]
+    return Soak(seconds, outcome["result"], samples, peak, cost, max(load_averages))  # type: ignore[arg-type]
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -629,7 +639,8 @@ def format_ceiling(rows: dict[str, list[Throughput]]) -> list[str]:
         per_cpu = 1000 / median.cpu_ms_per_request
         versus = "—"
         if k6 is not None:
-            versus = f"{median.requests_per_s / k6.requests_per_s:.2f}x; {k6.cpu_ms_per_request / median.cpu_ms_per_request:.2f}x"
+            rate_ratio = median.requests_per_s / k6.requests_per_s
+            versus = f"{rate_ratio:.2f}x; {k6.cpu_ms_per_request / median.cpu_ms_per_request:.2f}x"
         note = f" ({median.note})" if median.note else ""
         lines.append(
             f"| {tool} | {median.requests_per_s:,.0f} | {runs} | {median.cpu_ms_per_request:.4f} | {per_cpu:,.0f} "
@@ -650,7 +661,7 @@ def format_fixed_rate(rows: list[FixedRate], seconds: float) -> list[str]:
             f"| {_ms(row.p999_ms, 3)} | {row.measured_from} | {_ms(row.service_p99_ms, 3)} "
             f"| {row.cost.tool_cpu_s / row.cost.wall_s:.0%} | {row.errors:,} | {row.note} |"
         )
-    lines.append(f"| wrk | — | — | — | — | — | — | — | — | closed loop only: no fixed rate (needs wrk2) |")
+    lines.append("| wrk | — | — | — | — | — | — | — | — | closed loop only: no fixed rate (needs wrk2) |")
     lines.append("")
     lines += [f"- {row.tool}: `{row.command}`" for row in rows]
     return lines
@@ -681,6 +692,7 @@ def format_soak(soak: Soak) -> list[str]:
     step = max(1, round(len(soak.rss_bytes) / 10))
     trace = ", ".join(f"{t:.0f} s {value / mb:.1f}" for t, value in soak.rss_bytes[::step])
     lines.append(f"| VmRSS trace (MB) | {trace} |")
+    lines.append(f"| highest 1-min load average during the soak | {soak.max_load_average:.2f} |")
     return lines
 
 
@@ -729,7 +741,8 @@ def measure_ceilings(options: Options, paths: dict[str, str | None], server: Ngi
             options.results.setdefault(name, []).append(row)
             print(
                 f"round {round_index + 1} {name}: {row.requests_per_s:,.0f} requests/s, "
-                f"{row.cpu_ms_per_request:.4f} CPU ms/request, nginx busy {row.server_busy:.0%}",
+                f"{row.cpu_ms_per_request:.4f} CPU ms/request, nginx busy {row.server_busy:.0%}, "
+                f"load average {load_average()[0]:.2f}",
                 flush=True,
             )
 
@@ -740,6 +753,10 @@ def measure_fixed_rate(options: Options, paths: dict[str, str | None], server: N
     attempts: list[tuple[str, Callable[[], FixedRate]]] = []
     if "ablab" in options.tools:
         attempts.append(("ablab", lambda: fixed_rate_ablab(server.url, seconds, folder / "fixed-rate", server)))
+        # the same without Parquet: shows what writing the samples costs the tail
+        attempts.append(
+            ("ablab (no samples)", lambda: fixed_rate_ablab(server.url, seconds, folder / "fixed-hist", server, False))
+        )
     if "k6" in options.tools and paths.get("k6"):
         attempts.append(("k6", lambda: fixed_rate_k6(str(paths["k6"]), server.url, seconds, folder, server)))
     if "hey" in options.tools and paths.get("hey"):
@@ -750,7 +767,7 @@ def measure_fixed_rate(options: Options, paths: dict[str, str | None], server: N
         except (RuntimeError, subprocess.TimeoutExpired, OSError, KeyError) as exc:
             print(f"note: {name} at a fixed rate failed: {exc}", flush=True)
             continue
-        print(f"fixed rate {name}: p99 {_ms(rows[-1].p99_ms, 3)} ms", flush=True)
+        print(f"fixed rate {name}: p99 {_ms(rows[-1].p99_ms, 3)} ms, load average {load_average()[0]:.2f}", flush=True)
     return rows
 
 
@@ -770,8 +787,8 @@ def main() -> None:
     if not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0) or not shutil.which("taskset"):
         raise SystemExit("needs cores 0 and 1 and taskset: nginx gets core 0, the generators core 1")
     options = Options(args.seconds, args.soak_seconds, args.skip_soak, tools, args.repeat, args.open_rate)
-    load_start = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"load average at start: {' '.join(load_start)}", flush=True)
+    load_start = " ".join(f"{value:.2f}" for value in load_average())
+    print(f"load average at start: {load_start}", flush=True)
     paths = install_tools(["nginx", *[name for name in tools if name != "ablab"]])
     if paths["nginx"] is None:
         raise SystemExit("nginx is needed as the target")
@@ -793,7 +810,7 @@ def main() -> None:
                 soak = soak_ablab(server.url, options.soak_seconds, folder / "soak", server)
         finally:
             stop_nginx(server)
-    load_end = Path("/proc/loadavg").read_text().split()[:3]
+    load_end = " ".join(f"{value:.2f}" for value in load_average())
     print()
     print(f"### 1. Ceiling: 64 connections, {options.seconds:g} s per run, {options.repeat} rounds, tool on core 1")
     print()
@@ -813,7 +830,7 @@ def main() -> None:
     for name, version in versions.items():
         print(f"- {name}: {version}")
     print(f"- nginx: 1 worker process, access_log off, {len(STATIC_BODY)}-byte static file, core {SERVER_CPU}")
-    print(f"- load average: start {' '.join(load_start)}, end {' '.join(load_end)}")
+    print(f"- load average (1, 5, 15 min): start {load_start}, end {load_end}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ the run is marked failed and the command exits 3.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import tomllib
@@ -211,13 +212,23 @@ def run_trial(
             "seed": trial_seed,
             "started": began,
             "mode": result.mode,
-            "plan": plan.to_dict(),
+            "plan": redact(plan.to_dict(), stack),
             "metrics": metrics,
             "operation_stats": result.operation_stats,
             "resources": {"before": before, "after": after},
         },
     )
     return metrics
+
+
+def redact(document: dict[str, Any], stack: Stack) -> dict[str, Any]:
+    """The document with every secret of the stack's endpoints (passwords) masked."""
+    text = json.dumps(document)
+    for endpoint in stack.endpoints.values():
+        for secret in endpoint.secrets:
+            text = text.replace(secret, "***")
+    result: dict[str, Any] = json.loads(text)
+    return result
 
 
 def schedule_for(settings: RunConfig, seed: int) -> Schedule:

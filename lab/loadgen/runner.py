@@ -89,6 +89,8 @@ def run_load(plan: LoadPlan, out_dir: Path, display: Display = "auto", label: st
     progress = ProgressDisplay(plan, display, label)
     try:
         _wait_ready(processes, out_dir)
+        for path in spec_paths:
+            path.unlink()  # read by now; it may hold credentials (a DSN) that must not be kept
         start_wall_ns = time.time_ns() + int(START_LEAD_S * 1e9)
         for process in processes:
             assert process.stdin is not None

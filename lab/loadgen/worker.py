@@ -195,7 +195,9 @@ class Worker:
 
     async def run(self, start_wall_ns: int, control: TextIO | None = None) -> dict[str, Any]:
         """Build the operation, then (with `control`) say ready and read the start instant."""
-        operation = await self.plan.operation.load()(self.plan.operation.params)
+        # Each worker's operation learns its index, to draw its own share of a seeded stream.
+        params = {**self.plan.operation.params, "worker_index": self.index}
+        operation = await self.plan.operation.load()(params)
         try:
             if control is not None and self.progress is not None:
                 self.progress.write(json.dumps({"ready": True}) + "\n")

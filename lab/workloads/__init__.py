@@ -35,7 +35,9 @@ def bind_knobs(experiment: Experiment) -> dict[str, Knobs]:
             experiment.fail(("workload",), "this experiment has no workload (set experiment.workload)")
         for name, variant in experiment.variants.items():
             if variant.workload:
-                experiment.fail(("variants", name, "workload"), "this experiment has no workload (set experiment.workload)")
+                experiment.fail(
+                    ("variants", name, "workload"), "this experiment has no workload (set experiment.workload)"
+                )
         return {}
     driver = driver_class(kind)
     try:

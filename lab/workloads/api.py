@@ -94,9 +94,7 @@ def lead_requests(client: HttpClient, upstream: Upstream, seed: int, count: int 
                 "suggest the next action for the agent in two sentences."
             )
             body = orjson.dumps({"model": "mock-llm-1", "prompt": prompt, "max_tokens": LLM_MAX_TOKENS})
-            request = client.build_request(
-                "POST", "/llm/v1/completions", body, {"Content-Type": "application/json"}
-            )
+            request = client.build_request("POST", "/llm/v1/completions", body, {"Content-Type": "application/json"})
         else:
             query = f"city={CITIES[city]}&min_beds={beds}&max_price={budget_usd}&type={PROPERTY_TYPES[kind]}"
             request = client.build_request("GET", f"/listings/search?{query}")

@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import orjson
 import polars as pl
 from pydantic import Field
@@ -129,7 +128,13 @@ async def inference_operation(params: dict[str, Any]) -> PredictOperation:
     url, batch_size, payload, connections, timeout_s, seed."""
     url = str(params["url"])
     batch_size = int(params["batch_size"])
-    payload: Payload = "binary" if params["payload"] == "binary" else "json"
+    payload: Payload
+    if params["payload"] == "binary":
+        payload = "binary"
+    elif params["payload"] == "json":
+        payload = "json"
+    else:
+        raise ValueError(f"payload must be json or binary, not {params['payload']!r}")
     client = HttpClient(url, connections=int(params["connections"]), timeout_s=float(params["timeout_s"]))
     content_type = BINARY_TYPE if payload == "binary" else JSON_TYPE
     # binary in, binary out: the server answers raw float32 scores when we accept them
@@ -223,6 +228,7 @@ class InferenceWorkload(WorkloadDriver):
         super().__init__(knobs, endpoints, seed)
         self.url = endpoints["inference"].url
         self.server_info: dict[str, str] = {}
+        self._health: dict[str, Any] | None = None
         self._stats_before: dict[str, Any] | None = None
 
     def prepare(self) -> None:
@@ -250,8 +256,10 @@ class InferenceWorkload(WorkloadDriver):
         after = get_json(f"{self.url}/stats")
         if self._stats_before is not None:
             metrics.update(server_metrics(self._stats_before, after))
-        health = getattr(self, "_health", None) or get_json(f"{self.url}/health")
-        metrics.update(health_metrics(health))
+        if self._health is None:
+            self.prepare()
+        assert self._health is not None
+        metrics.update(health_metrics(self._health))
         return metrics
 
 

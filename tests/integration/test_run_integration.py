@@ -129,9 +129,7 @@ def test_killing_redis_mid_run_fails_the_trial_and_keeps_the_earlier_ones(
         victim = None
         while victim is None and time.monotonic() < deadline:
             running = [
-                c
-                for c in lab_containers(docker_client)
-                if c.labels[LABEL_SERVICE] == "redis" and c.status == "running"
+                c for c in lab_containers(docker_client) if c.labels[LABEL_SERVICE] == "redis" and c.status == "running"
             ]
             victim = running[0] if len(running) == 1 else None
             time.sleep(0.1)
