@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, NoReturn, cast
 
 import click
 import docker
@@ -177,32 +177,27 @@ def run_trial(
     trial_dir = rundir.trial_dir(index, variant)
     if driver is None:
         raise ConfigError(f'{experiment.path}: experiment.workload is "none": nothing to run', hint="use `lab check`")
-    driver.reset()
     trial_seed = settings.seed * 1000 + index
-    plan = LoadPlan(
-        schedule=schedule_for(settings, trial_seed),
-        operation=driver.operation(trial_seed),
-        warmup_s=settings.warmup_s,
-        max_in_flight=settings.max_in_flight,
-        workers=settings.workers,
-    )
-    before = container_usage(stack)
-    began = time.time()
-    result = run_load(plan, trial_dir, display=options.progress, label=f"{experiment.name}/{variant} trial {index}")
-    after = container_usage(stack)
-    dead = dead_containers(stack)
-    if dead:
-        for name, log in dead.items():
-            rundir.write_text(f"logs/{name}.log", log)
-        rundir.write_json(f"{trial_dir.relative_to(rundir.path)}/trial.json", {"state": "failed", "dead": list(dead)})
-        raise InfrastructureError(
-            f"trial {index} ({variant}) failed: container {', '.join(dead)} stopped during the trial; "
-            f"earlier trials are kept in {rundir.path}",
-            hint=f"see {rundir.path / 'logs'}",
+    try:
+        driver.reset()
+        plan = LoadPlan(
+            schedule=schedule_for(settings, trial_seed),
+            operation=driver.operation(trial_seed),
+            warmup_s=settings.warmup_s,
+            max_in_flight=settings.max_in_flight,
+            workers=settings.workers,
         )
-    metrics = load_metrics(result)
-    metrics.update(driver.trial_metrics(result))
-    metrics.update(resource_metrics(before, after))
+        before = container_usage(stack)
+        began = time.time()
+        label = f"{experiment.name}/{variant} trial {index}"
+        result = run_load(plan, trial_dir, display=options.progress, label=label)
+        after = container_usage(stack)
+        fail_trial_if_a_container_died(rundir, trial_dir, index, variant, stack)
+        metrics = load_metrics(result)
+        metrics.update(driver.trial_metrics(result))
+        metrics.update(resource_metrics(before, after))
+    except Exception as exc:  # noqa: BLE001 - every failure of a trial becomes one line, exit 3
+        fail_trial(rundir, trial_dir, index, variant, stack, exc)
     rundir.write_json(
         f"{trial_dir.relative_to(rundir.path)}/trial.json",
         {
@@ -229,6 +224,33 @@ def redact(document: dict[str, Any], stack: Stack) -> dict[str, Any]:
             text = text.replace(secret, "***")
     result: dict[str, Any] = json.loads(text)
     return result
+
+
+def fail_trial_if_a_container_died(
+    rundir: RunDirectory, trial_dir: Path, index: int, variant: str, stack: Stack
+) -> None:
+    """A trial whose containers did not all survive is failed, whatever the load saw."""
+    dead = dead_containers(stack)
+    if not dead:
+        return
+    for name, log in dead.items():
+        rundir.write_text(f"logs/{name}.log", log)
+    rundir.write_json(f"{trial_dir.relative_to(rundir.path)}/trial.json", {"state": "failed", "dead": list(dead)})
+    raise InfrastructureError(
+        f"trial {index} ({variant}) failed: container {', '.join(dead)} stopped during the trial; "
+        f"earlier trials are kept in {rundir.path}",
+        hint=f"see {rundir.path / 'logs'}",
+    )
+
+
+def fail_trial(
+    rundir: RunDirectory, trial_dir: Path, index: int, variant: str, stack: Stack, exc: Exception
+) -> NoReturn:
+    """Turn a trial's failure into one InfrastructureError, naming a dead container if there is one."""
+    fail_trial_if_a_container_died(rundir, trial_dir, index, variant, stack)
+    reason = exc.one_line() if isinstance(exc, LabError) else " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    rundir.write_json(f"{trial_dir.relative_to(rundir.path)}/trial.json", {"state": "failed", "reason": reason})
+    raise InfrastructureError(f"trial {index} ({variant}) failed: {reason}; earlier trials are kept in {rundir.path}")
 
 
 def schedule_for(settings: RunConfig, seed: int) -> Schedule:
