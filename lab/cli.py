@@ -68,6 +68,27 @@ def run(
 
 @cli.command()
 @click.argument("experiment", type=click.Path(path_type=Path))
+@click.option("--variant", "-v", "variants", multiple=True, help="sweep only this variant (repeatable)")
+@click.option("--batches", default="1,8,16,32,64", show_default=True, help="batch sizes")
+@click.option("--concurrency", default="1,4", show_default=True, help="requests in flight")
+@click.option("--duration", type=click.FloatRange(0.5, 600), default=4.0, show_default=True, help="seconds per cell")
+def sweep(experiment: Path, variants: tuple[str, ...], batches: str, concurrency: str, duration: float) -> None:
+    """Sweep an inference experiment over batch sizes and concurrency."""
+    from lab.commands.sweep import run_sweep_command
+
+    try:
+        batch_list = [int(b) for b in batches.split(",")]
+        concurrency_list = [int(c) for c in concurrency.split(",")]
+    except ValueError:
+        raise click.BadParameter("expected comma-separated whole numbers, e.g. 1,8,32") from None
+    if min(batch_list + concurrency_list) < 1:
+        raise click.BadParameter("batch sizes and concurrency must be at least 1")
+    rundir = run_sweep_command(experiment, variants, batch_list, concurrency_list, duration)
+    click.echo(f"run directory: {rundir.path}")
+
+
+@cli.command()
+@click.argument("experiment", type=click.Path(path_type=Path))
 @click.option("--quick", is_flag=True, help="show the --quick run settings")
 def show(experiment: Path, quick: bool) -> None:
     """Print each variant's effective configuration and the diff between them."""

@@ -159,3 +159,26 @@ def test_show_prints_the_effective_configs_and_the_diff(name: str) -> None:
     assert "[baseline]" in result.stdout and "[optimized]" in result.stdout
     diff = result.stdout.split("diff between variants:")[1]
     assert "baseline=" in diff and "optimized=" in diff
+
+
+def test_sweep_reports_the_batch_speedup_and_the_best_cell_within_target(tmp_path: Path) -> None:
+    result = run_lab(
+        "sweep",
+        str(EXPERIMENTS / "inference.toml"),
+        "--variant",
+        "baseline",
+        "--batches",
+        "1,32",
+        "--concurrency",
+        "2",
+        "--duration",
+        "1.5",
+        env={"LAB_RESULTS_DIR": str(tmp_path)},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "best within p95 <= 500 ms" in result.stdout
+    sweep = pl.read_parquet(next(tmp_path.glob("*/sweep.parquet")))
+    by_batch = {row["batch"]: row for row in sweep.iter_rows(named=True)}
+    assert by_batch[32]["predictions_per_s"] > by_batch[1]["predictions_per_s"]
+    assert by_batch[32]["batch_speedup"] > 1
