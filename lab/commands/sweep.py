@@ -62,8 +62,9 @@ def run_sweep_command(
                 )
             )
         if best:
+            target = variant_knobs.latency_target_ms
             click.echo(
-                f"  best within p95 <= {variant_knobs.latency_target_ms:g} ms: {best['predictions_per_s']:,.0f} predictions/s "
+                f"  best within p95 <= {target:g} ms: {best['predictions_per_s']:,.0f} predictions/s "
                 f"at batch {best['batch']}, concurrency {best['concurrency']}"
             )
         else:
