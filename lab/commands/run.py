@@ -61,6 +61,11 @@ def run_command(path: Path, options: RunOptions) -> list[RunDirectory]:
     experiments = [load_experiment(p) for p in experiment_paths(path)]
     for experiment in experiments:
         bind_knobs(experiment)  # every file's mistakes surface before anything starts
+        if experiment.meta.workload == "none":
+            raise ConfigError(
+                f"{experiment.path}: experiment.workload is \"none\": there is nothing to run",
+                hint="`lab check` starts and checks its services",
+            )
         for name in options.variants:
             experiment.variant(name)
     probe_engine()
@@ -175,8 +180,7 @@ def run_trial(
 ) -> dict[str, float]:
     """One trial: reset, load, check the containers survived, write everything it measured."""
     trial_dir = rundir.trial_dir(index, variant)
-    if driver is None:
-        raise ConfigError(f'{experiment.path}: experiment.workload is "none": nothing to run', hint="use `lab check`")
+    assert driver is not None, "run_command refuses experiments without a workload"
     trial_seed = settings.seed * 1000 + index
     try:
         driver.reset()

@@ -56,3 +56,9 @@ def test_load_refuses_other_hosts_and_bad_numbers(args: list[str], message: str)
 
 def test_worker_is_hidden_from_help() -> None:
     assert "worker" not in run_lab("--help").stdout
+
+
+def test_run_refuses_an_experiment_without_a_workload_before_any_container(tmp_path: Path) -> None:
+    result = run_lab("run", "experiments/smoke.toml", env={"DOCKER_HOST": f"unix://{tmp_path}/dead.sock"})
+    assert result.returncode == 2
+    assert 'experiment.workload is "none": there is nothing to run' in result.stderr
