@@ -16,9 +16,11 @@ in microseconds, so the latency a tool reports is mostly its own. Three measurem
 1. ceiling: each tool as fast as it goes with 64 connections for --seconds, --repeat rounds
    (tools interleaved in every round, so drift of the shared VM hits all of them); the median
    round per tool is shown. CPU is the children's rusage delta around each run (the lab's
-   worker is a child of this process), divided by the requests completed.
-2. fixed rate: 2,000 requests/s for --seconds; the lab's open loop, k6's constant-arrival-rate
-   executor and hey's per-worker rate limit (wrk is closed-loop only).
+   worker is a child of this process), divided by the requests completed. The lab's generator
+   runs closed-loop and, as a second try, open-loop at 1.25x the closed figure (--open-rate).
+2. fixed rate: 2,000 requests/s for --seconds; the lab's open loop (with and without samples
+   kept, which shows what writing Parquet costs the tail), k6's constant-arrival-rate executor
+   and hey's per-worker rate limit (wrk is closed-loop only).
 3. soak: the lab's open loop at 5,000 requests/s for --soak-seconds with samples kept; the
    worker's VmRSS is read from /proc every 5 s.
 
@@ -511,14 +513,14 @@ def fixed_rate_k6(k6: str, url: str, seconds: float, folder: Path, server: Nginx
     script = K6_RATE_SCRIPT.format(rate=FIXED_RATE_RPS, seconds=f"{seconds:g}")
     with CostMeter(server) as cost:
         metrics, command = run_k6(k6, script, url, folder, seconds)
-    duration = metrics["http_reqs"]
+    requests = metrics["http_reqs"]
     trend = metrics["http_req_duration"]
     dropped = int(metrics.get("dropped_iterations", {}).get("count", 0))
     iteration_p99 = metrics.get("iteration_duration", {}).get("p(99)")
     return FixedRate(
         "k6",
         command + f"  (constant-arrival-rate {FIXED_RATE_RPS}/s, preAllocatedVUs 50)",
-        duration["rate"],
+        requests["rate"],
         trend["p(50)"],
         trend["p(99)"],
         trend["p(99.9)"],
