@@ -63,7 +63,7 @@ def run_command(path: Path, options: RunOptions) -> list[RunDirectory]:
         bind_knobs(experiment)  # every file's mistakes surface before anything starts
         if experiment.meta.workload == "none":
             raise ConfigError(
-                f"{experiment.path}: experiment.workload is \"none\": there is nothing to run",
+                f'{experiment.path}: experiment.workload is "none": there is nothing to run',
                 hint="`lab check` starts and checks its services",
             )
         for name in options.variants:

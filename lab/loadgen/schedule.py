@@ -136,22 +136,30 @@ class Schedule:
             yield rng.exponential(1.0, min(chunk, count - index))
 
     def _cumulative_table(self) -> tuple[np.ndarray, np.ndarray]:
-        """Λ(t) on a millisecond grid (plus every stage boundary), strictly increasing in count."""
-        points_t = [0.0]
-        points_count = [0.0]
+        """Λ(t) at every stage boundary, and per millisecond inside ramps, strictly increasing.
+
+        Within a constant-rate stage Λ is linear, so its two ends make interpolation exact;
+        only ramps (quadratic Λ) need a grid. Memory is then independent of run length for
+        constant stages (an hour at a constant rate is two points, not 3.6 million).
+        """
+        times = [np.zeros(1)]
+        counts = [np.zeros(1)]
         elapsed = 0.0
         count = 0.0
         for stage in self.stages:
-            steps = max(1, int(np.ceil(stage.duration_s / GRID_S)))
-            t = np.linspace(0.0, stage.duration_s, steps + 1)[1:]
+            if stage.start_rps == stage.end_rps:
+                t = np.array([stage.duration_s])
+            else:
+                steps = max(1, int(np.ceil(stage.duration_s / GRID_S)))
+                t = np.linspace(0.0, stage.duration_s, steps + 1)[1:]
             slope = (stage.end_rps - stage.start_rps) / stage.duration_s
-            counts = count + stage.start_rps * t + slope * t * t / 2
-            points_t.extend((elapsed + t).tolist())
-            points_count.extend(counts.tolist())
+            stage_counts = count + stage.start_rps * t + slope * t * t / 2
+            times.append(elapsed + t)
+            counts.append(stage_counts)
             elapsed += stage.duration_s
-            count = float(counts[-1])
-        grid_t = np.array(points_t)
-        grid_count = np.array(points_count)
+            count = float(stage_counts[-1])
+        grid_t = np.concatenate(times)
+        grid_count = np.concatenate(counts)
         # np.interp needs increasing x: a zero-rate stretch maps to its last instant
         grid_count = np.maximum.accumulate(grid_count + np.arange(grid_count.size) * 1e-12)
         return grid_t, grid_count

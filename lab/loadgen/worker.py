@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,10 +35,12 @@ import pyarrow.parquet as pq
 from lab.loadgen.histogram import Histogram
 from lab.loadgen.operation import CallResult, Operation, OperationRef
 from lab.loadgen.schedule import Schedule
+from lab.loadgen.timer import make_sleeper
 
 CHUNK_ROWS = 16_384
 PROGRESS_INTERVAL_S = 0.5
-SPIN_WINDOW_NS = 1_500_000
+SPIN_WINDOW_NS = 1_500_000  # without a timerfd: sleep on the loop's timer until this close
+PRECISE_SPIN_NS = 20_000  # with a timerfd: wake this early, then yield to the loop until due
 SAMPLE_SCHEMA = pa.schema(
     [
         ("worker", pa.int16()),
@@ -103,75 +107,111 @@ class WorkerCounters:
     max_in_flight_seen: int = 0
 
 
-@dataclass
 class SampleSink:
-    """Buffers samples column by column and writes a Parquet row group per chunk."""
+    """Samples in preallocated numpy columns; full chunks go to a writer thread.
 
-    path: Path | None
-    worker: int
-    warmup_ns: int
-    columns: dict[str, list[Any]] = field(default_factory=dict)
-    latency: Histogram = field(default_factory=Histogram)
-    service: Histogram = field(default_factory=Histogram)
-    recent_latency_ns: list[int] = field(default_factory=list)
-    _writer: pq.ParquetWriter | None = None
+    The event loop only stores integers (outcome and label as small codes); turning a chunk
+    into Arrow, recording the histograms and writing a zstd Parquet row group happen in one
+    writer thread. Writing on the loop stalled it for 14-75 ms per chunk, which showed up as
+    the generator's own p99 (measured: p99 at 2,000/s 10.7-14.1 ms -> 1.2-1.4 ms).
+    """
 
-    def __post_init__(self) -> None:
-        self.columns = {name: [] for name in ("seq", "intended_ns", "start_ns", "end_ns", "outcome", "label")}
+    def __init__(self, path: Path | None, worker: int) -> None:
+        self.path = path
+        self.worker = worker
+        self.latency = Histogram()
+        self.service = Histogram()
+        self.recent_latency_ns: list[int] = []
+        self._codes: dict[str, dict[str, int]] = {"outcome": {}, "label": {}}
+        self._new_chunk()
+        self._queue: queue.Queue[tuple[dict[str, np.ndarray], int] | None] = queue.Queue()
+        self._writer: pq.ParquetWriter | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_chunks, name="samples-writer", daemon=True)
+        self._thread.start()
+
+    def _new_chunk(self) -> None:
+        self._rows = 0
+        self._chunk = {
+            name: np.empty(CHUNK_ROWS, dtype=np.int64)
+            for name in ("seq", "intended_ns", "start_ns", "end_ns", "outcome", "label")
+        }
+
+    def _code(self, column: str, value: str) -> int:
+        codes = self._codes[column]
+        code = codes.get(value)
+        if code is None:
+            code = codes[value] = len(codes)
+        return code
 
     def add(self, seq: int, intended: int, start: int | None, end: int | None, outcome: str, label: str) -> None:
-        c = self.columns
-        c["seq"].append(seq)
-        c["intended_ns"].append(intended)
-        c["start_ns"].append(start)
-        c["end_ns"].append(end)
-        c["outcome"].append(outcome)
-        c["label"].append(label)
+        """Store one sample; `start`/`end` None (dropped, unfinished) are stored as -1."""
+        row = self._rows
+        chunk = self._chunk
+        chunk["seq"][row] = seq
+        chunk["intended_ns"][row] = intended
+        chunk["start_ns"][row] = -1 if start is None else start
+        chunk["end_ns"][row] = -1 if end is None else end
+        chunk["outcome"][row] = self._code("outcome", outcome)
+        chunk["label"][row] = self._code("label", label)
         if end is not None:
             self.recent_latency_ns.append(end - intended)
-        if len(c["seq"]) >= CHUNK_ROWS:
+        self._rows = row + 1
+        if self._rows == CHUNK_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        c = self.columns
-        if not c["seq"]:
-            return
-        intended = np.array(c["intended_ns"], dtype=np.int64)
-        done = np.array([end is not None for end in c["end_ns"]])
-        if done.any():
-            ends = np.array([e for e in c["end_ns"] if e is not None], dtype=np.int64)
-            starts = np.array([s for s, d in zip(c["start_ns"], done, strict=True) if d], dtype=np.int64)
-            self.latency.record(ends - intended[done])
-            self.service.record(ends - starts)
-        if self.path is not None:
-            table = pa.table(
-                {
-                    "worker": pa.array(np.full(intended.size, self.worker, dtype=np.int16)),
-                    "seq": pa.array(c["seq"], pa.int64()),
-                    "intended_ns": pa.array(intended),
-                    "start_ns": pa.array(c["start_ns"], pa.int64()),
-                    "end_ns": pa.array(c["end_ns"], pa.int64()),
-                    "outcome": pa.array(c["outcome"], pa.string())
-                    .dictionary_encode()
-                    .cast(SAMPLE_SCHEMA.field("outcome").type),
-                    "label": pa.array(c["label"], pa.string())
-                    .dictionary_encode()
-                    .cast(SAMPLE_SCHEMA.field("label").type),
-                },
-                schema=SAMPLE_SCHEMA,
-            )
-            if self._writer is None:
-                self._writer = pq.ParquetWriter(str(self.path), SAMPLE_SCHEMA, compression="zstd")
-            self._writer.write_table(table)
-        for values in c.values():
-            values.clear()
+        """Hand the current chunk to the writer thread and start a new one."""
+        if self._rows:
+            self._queue.put((self._chunk, self._rows))
+            self._new_chunk()
 
     def close(self) -> None:
+        """Flush, wait for the writer, and make sure a samples file exists (maybe empty)."""
         self.flush()
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
         if self._writer is not None:
             self._writer.close()
         elif self.path is not None:
             pq.write_table(SAMPLE_SCHEMA.empty_table(), str(self.path))
+
+    def _write_chunks(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._write(*item)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the loop's thread by close()
+                self._error = exc
+
+    def _write(self, chunk: dict[str, np.ndarray], rows: int) -> None:
+        columns = {name: values[:rows] for name, values in chunk.items()}
+        done = columns["end_ns"] >= 0
+        self.latency.record(columns["end_ns"][done] - columns["intended_ns"][done])
+        self.service.record(columns["end_ns"][done] - columns["start_ns"][done])
+        if self.path is None:
+            return
+        started = columns["start_ns"] >= 0
+        table = pa.table(
+            {
+                "worker": pa.array(np.full(rows, self.worker, dtype=np.int16)),
+                "seq": pa.array(columns["seq"]),
+                "intended_ns": pa.array(columns["intended_ns"]),
+                "start_ns": pa.array(columns["start_ns"], mask=~started),
+                "end_ns": pa.array(columns["end_ns"], mask=~done),
+                "outcome": self._dictionary("outcome", columns["outcome"]),
+                "label": self._dictionary("label", columns["label"]),
+            },
+            schema=SAMPLE_SCHEMA,
+        )
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(str(self.path), SAMPLE_SCHEMA, compression="zstd")
+        self._writer.write_table(table)
+
+    def _dictionary(self, column: str, codes: np.ndarray) -> pa.DictionaryArray:
+        names = list(self._codes[column])  # insertion order = code order
+        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int16)), pa.array(names, pa.string()))
 
 
 class Worker:
@@ -185,7 +225,7 @@ class Worker:
         self.counters = WorkerCounters()
         self.warmup_ns = int(plan.warmup_s * 1e9)
         samples_path = out_dir / f"samples-w{index}.parquet" if plan.keep_samples else None
-        self.sink = SampleSink(samples_path, index, self.warmup_ns)
+        self.sink = SampleSink(samples_path, index)
         self.base_ns = 0
         self.operation_stats: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -199,6 +239,7 @@ class Worker:
         params = {**self.plan.operation.params, "worker_index": self.index}
         operation = await self.plan.operation.load()(params)
         try:
+            np.percentile(np.arange(3), 95)  # numpy's first call costs ~18 ms: pay it before the run
             if control is not None and self.progress is not None:
                 self.progress.write(json.dumps({"ready": True}) + "\n")
                 self.progress.flush()
@@ -227,33 +268,45 @@ class Worker:
 
     async def _open_loop(self, operation: Operation) -> None:
         plan = self.plan
-        counters = self.counters
         late_ns = int(plan.late_threshold_ms * 1e6)
         cap = plan.max_in_flight
         loop = asyncio.get_running_loop()
         clock = self.clock
+        sleeper = make_sleeper(loop)
+        spin_ns = PRECISE_SPIN_NS if sleeper is not None else SPIN_WINDOW_NS
         seq = 0
-        for chunk in plan.schedule.offsets_ns(self.index, plan.workers):
-            for intended in chunk.tolist():
-                now = clock()
-                wait = intended - now
-                if wait > SPIN_WINDOW_NS:
-                    await asyncio.sleep((wait - SPIN_WINDOW_NS) / 1e9)
+        try:
+            for chunk in plan.schedule.offsets_ns(self.index, plan.workers):
+                for intended in chunk.tolist():
                     now = clock()
-                while now < intended:
-                    await asyncio.sleep(0)
-                    now = clock()
-                counters.scheduled += 1
-                if counters.in_flight >= cap:
-                    counters.dropped += 1
-                    self._record(seq, intended, None, None, "dropped", "")
-                else:
-                    if now - intended > late_ns:
-                        counters.late += 1
-                    task = loop.create_task(self._call(operation, seq, intended))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                seq += 1
+                    if intended - now > spin_ns:
+                        if sleeper is not None:
+                            await sleeper.until(self.base_ns + intended - spin_ns)
+                        else:
+                            await asyncio.sleep((intended - now - spin_ns) / 1e9)
+                        now = clock()
+                    while now < intended:
+                        await asyncio.sleep(0)
+                        now = clock()
+                    self._dispatch(operation, seq, intended, now, late_ns, cap)
+                    seq += 1
+        finally:
+            if sleeper is not None:
+                sleeper.close()
+
+    def _dispatch(self, operation: Operation, seq: int, intended: int, now: int, late_ns: int, cap: int) -> None:
+        """Send request `seq` now, or record it dropped when `cap` requests are in flight."""
+        counters = self.counters
+        counters.scheduled += 1
+        if counters.in_flight >= cap:
+            counters.dropped += 1
+            self._record(seq, intended, None, None, "dropped", "")
+            return
+        if now - intended > late_ns:
+            counters.late += 1
+        task = asyncio.get_running_loop().create_task(self._call(operation, seq, intended))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _closed_loop(self, operation: Operation) -> None:
         plan = self.plan
