@@ -12,8 +12,9 @@ workload metrics.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from lab.loadgen.operation import OperationRef
@@ -54,3 +55,23 @@ class WorkloadDriver(ABC):
     @abstractmethod
     def trial_metrics(self, result: LoadResult) -> dict[str, float]:
         """Workload metrics of a finished trial (hit rates, pool wait, predictions/s, ...)."""
+
+
+def latency_by_label(
+    samples: pl.LazyFrame, quantiles: tuple[int, ...]
+) -> tuple[pl.LazyFrame, dict[str, dict[str, Any]], dict[str, Any]]:
+    """Completed calls, and over the ok ones the count and latency percentiles (ms) per label
+    and overall. Dropped and unfinished requests never completed, so they are not calls here."""
+    completed = samples.filter(pl.col("end_ns").is_not_null()).select(
+        pl.col("outcome").cast(pl.String),
+        pl.col("label").cast(pl.String),
+        (pl.col("latency_ns") / 1e6).alias("latency_ms"),
+    )
+    ok = completed.filter(pl.col("outcome") == "ok")
+    latency = [pl.col("latency_ms").quantile(q / 100, interpolation="linear").alias(f"p{q}") for q in quantiles]
+    per_label = {
+        str(row["label"]): row
+        for row in ok.group_by("label").agg(pl.len().alias("n"), *latency).collect().iter_rows(named=True)
+    }
+    overall = ok.select(pl.len().alias("n"), *latency).collect().row(0, named=True)
+    return completed, per_label, overall

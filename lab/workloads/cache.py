@@ -58,7 +58,7 @@ from redis.exceptions import RedisError
 from lab.loadgen.operation import CallResult, OperationRef
 from lab.loadgen.runner import LoadResult
 from lab.stack.endpoint import Endpoint
-from lab.workloads.base import Knobs, WorkloadDriver
+from lab.workloads.base import Knobs, WorkloadDriver, latency_by_label
 
 TIERS: Final = ("l1", "l2", "l3")
 QUANTILES: Final = (50, 95, 99)
@@ -408,20 +408,8 @@ class CacheWorkload(WorkloadDriver):
 
 def cache_metrics(samples: pl.LazyFrame, operation_stats: list[dict[str, float]]) -> dict[str, float]:
     """Hit rates per tier, lookup latency percentiles and L1 memory of one trial."""
-    # completed lookups only: dropped and unfinished requests never looked anything up
-    lookups = samples.filter(pl.col("end_ns").is_not_null()).select(
-        pl.col("outcome").cast(pl.String),
-        pl.col("label").cast(pl.String),
-        (pl.col("latency_ns") / 1e6).alias("latency_ms"),
-    )
-    ok = lookups.filter(pl.col("outcome") == "ok")
-    latency = [pl.col("latency_ms").quantile(q / 100, interpolation="linear").alias(f"p{q}") for q in QUANTILES]
     # one row per tier: how many lookups it answered and their latency
-    per_tier = {
-        str(row["label"]): row
-        for row in ok.group_by("label").agg(pl.len().alias("n"), *latency).collect().iter_rows(named=True)
-    }
-    overall = ok.select(*latency).collect().row(0, named=True)
+    lookups, per_tier, overall = latency_by_label(samples, QUANTILES)
     total, errors = (
         lookups.select(pl.len().alias("completed"), pl.col("outcome").str.starts_with("error:").sum().alias("errors"))
         .collect()

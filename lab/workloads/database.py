@@ -71,7 +71,7 @@ from pydantic import Field, model_validator
 from lab.loadgen.operation import CallResult, OperationRef
 from lab.loadgen.runner import LoadResult
 from lab.stack.endpoint import Endpoint
-from lab.workloads.base import Knobs, WorkloadDriver
+from lab.workloads.base import Knobs, WorkloadDriver, latency_by_label
 
 QueryKind = Literal["point", "search", "insert"]
 KINDS: Final[tuple[QueryKind, ...]] = ("point", "search", "insert")
@@ -502,20 +502,8 @@ def database_metrics(
     samples: pl.LazyFrame, operation_stats: list[dict[str, float]], measured_s: float
 ) -> dict[str, float]:
     """Query latency per kind, throughput, errors, and pool wait/efficiency of one trial."""
-    # completed queries only: dropped and unfinished requests never reached the pool
-    queries = samples.filter(pl.col("end_ns").is_not_null()).select(
-        pl.col("outcome").cast(pl.String),
-        pl.col("label").cast(pl.String),
-        (pl.col("latency_ns") / 1e6).alias("latency_ms"),
-    )
-    ok = queries.filter(pl.col("outcome") == "ok")
-    latency = [pl.col("latency_ms").quantile(q / 100, interpolation="linear").alias(f"p{q}") for q in QUANTILES]
     # one row per query kind: how many succeeded and their latency
-    per_kind = {
-        str(row["label"]): row
-        for row in ok.group_by("label").agg(pl.len().alias("n"), *latency).collect().iter_rows(named=True)
-    }
-    overall = ok.select(pl.len().alias("n"), *latency).collect().row(0, named=True)
+    queries, per_kind, overall = latency_by_label(samples, QUANTILES)
     total, errors, timeouts = (
         queries.select(
             pl.len().alias("completed"),
