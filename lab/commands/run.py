@@ -20,7 +20,7 @@ import random
 import time
 import tomllib
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
@@ -347,14 +347,14 @@ def set_paused(stack: Stack, paused: bool) -> None:
     client = docker.from_env()
     try:
         for endpoint in stack.endpoints.values():
-            container = client.containers.get(endpoint.container_id)
-            container.reload()
-            if paused and container.status == "running":
-                container.pause()
-            elif not paused and container.status == "paused":
-                container.unpause()
-    except docker.errors.NotFound:
-        pass  # a container gone: the trial's liveness check reports it
+            # A container that is gone is skipped (the others still change state); the trial's
+            # liveness check reports it.
+            with suppress(docker.errors.NotFound):
+                container = client.containers.get(endpoint.container_id)
+                if paused and container.status == "running":
+                    container.pause()
+                elif not paused and container.status == "paused":
+                    container.unpause()
     finally:
         client.close()
 
