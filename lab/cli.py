@@ -48,22 +48,93 @@ def up(experiment: Path, variant: str | None) -> None:
     run_up(experiment, variant)
 
 
+def run_options(function: Any) -> Any:
+    """The options `lab run` and `lab aa` share."""
+    options = [
+        click.argument("experiment", type=click.Path(path_type=Path)),
+        click.option("--quick", is_flag=True, help="short trials for a laptop preview (what `make run` uses)"),
+        click.option("--trials", type=click.IntRange(1, 100), default=None, help="trials per variant"),
+        click.option("--duration", type=click.FloatRange(0.5, 3600), default=None, help="seconds per trial"),
+        click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]), default="auto"),
+        click.option(
+            "--threshold-from",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="take per-metric noise thresholds from this A/A run (`lab aa`)",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @cli.command()
-@click.argument("experiment", type=click.Path(path_type=Path))
-@click.option("--quick", is_flag=True, help="short trials for a laptop preview (what `make run` uses)")
-@click.option("--trials", type=click.IntRange(1, 100), default=None, help="trials per variant")
-@click.option("--duration", type=click.FloatRange(0.5, 3600), default=None, help="seconds per trial")
+@run_options
 @click.option("--variant", "-v", "variants", multiple=True, help="run only this variant (repeatable)")
-@click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]), default="auto")
 def run(
-    experiment: Path, quick: bool, trials: int | None, duration: float | None, variants: tuple[str, ...], progress: str
+    experiment: Path,
+    quick: bool,
+    trials: int | None,
+    duration: float | None,
+    variants: tuple[str, ...],
+    progress: str,
+    threshold_from: Path | None,
 ) -> None:
-    """Run an experiment (or a suite file) A/B: one stack per variant, interleaved trials."""
+    """Run an experiment (or a suite file) A/B: one stack per variant, interleaved trials, then
+    the analysis: comparisons with intervals and verdicts, targets and grade, projected cost."""
     from lab.commands.run import RunOptions, display_mode, run_command
 
-    options = RunOptions(quick, trials, duration, variants, display_mode(progress))
+    options = RunOptions(quick, trials, duration, variants, display_mode(progress), threshold_from=threshold_from)
     for rundir in run_command(experiment, options):
         click.echo(f"run directory: {rundir.path}")
+
+
+@cli.command()
+@run_options
+@click.option("--variant", "-v", "variant", default=None, help="whose configuration runs twice (default: baseline)")
+def aa(
+    experiment: Path,
+    quick: bool,
+    trials: int | None,
+    duration: float | None,
+    variant: str | None,
+    progress: str,
+    threshold_from: Path | None,
+) -> None:
+    """A/A: one variant's configuration as both sides, to measure the noise floor per metric.
+
+    Its run directory can then be given to `lab run/analyze/compare --threshold-from`."""
+    from lab.commands.run import RunOptions, display_mode, run_command
+
+    chosen = (variant,) if variant else ()
+    options = RunOptions(
+        quick, trials, duration, chosen, display_mode(progress), mode="aa", threshold_from=threshold_from
+    )
+    for rundir in run_command(experiment, options):
+        click.echo(f"run directory: {rundir.path} (use it with --threshold-from)")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--threshold-from", type=click.Path(path_type=Path), default=None, help="an A/A run (`lab aa`)")
+def analyze(run_dir: Path, threshold_from: Path | None) -> None:
+    """(Re-)analyze a run directory: summaries, comparisons, targets, cost -> RUN/analysis/."""
+    from lab.commands.analyze import analyze_command
+
+    analyze_command(run_dir, threshold_from)
+
+
+@cli.command()
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--variant", "-v", "variants", multiple=True, help="compare only this variant (repeatable)")
+@click.option("--force", is_flag=True, help="compare runs of different experiments or workloads")
+@click.option("--threshold-from", type=click.Path(path_type=Path), default=None, help="an A/A run (`lab aa`)")
+def compare(run_a: Path, run_b: Path, variants: tuple[str, ...], force: bool, threshold_from: Path | None) -> None:
+    """Compare two run directories (e.g. main's against a pull request's), variant by variant."""
+    from lab.commands.analyze import compare_command
+
+    compare_command(run_a, run_b, variants, force, threshold_from)
 
 
 @cli.command()

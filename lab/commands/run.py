@@ -21,7 +21,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 
@@ -31,6 +31,11 @@ import docker.errors
 import polars as pl
 
 from lab import __version__
+from lab.analysis.analyze import choose_baseline
+from lab.analysis.catalog import check_names
+from lab.analysis.render import report_lines
+from lab.analysis.runs import analyze_run
+from lab.commands.analyze import host_facts, write_analysis
 from lab.config.experiment import Experiment, VariantConfig, find_key_line, load_experiment
 from lab.config.run import RunConfig
 from lab.errors import ConfigError, InfrastructureError, LabError
@@ -54,6 +59,8 @@ class RunOptions:
     variants: tuple[str, ...] = ()
     progress: Display = "auto"
     results: Path | None = None
+    mode: Literal["ab", "aa"] = "ab"
+    threshold_from: Path | None = None
 
 
 def run_command(path: Path, options: RunOptions) -> list[RunDirectory]:
@@ -61,6 +68,7 @@ def run_command(path: Path, options: RunOptions) -> list[RunDirectory]:
     experiments = [load_experiment(p) for p in experiment_paths(path)]
     for experiment in experiments:
         bind_knobs(experiment)  # every file's mistakes surface before anything starts
+        check_names(experiment)
         if experiment.meta.workload == "none":
             raise ConfigError(
                 f'{experiment.path}: experiment.workload is "none": there is nothing to run',
@@ -68,8 +76,23 @@ def run_command(path: Path, options: RunOptions) -> list[RunDirectory]:
             )
         for name in options.variants:
             experiment.variant(name)
+    if options.mode == "aa":
+        experiments = [same_config_twice(e, options.variants[0] if options.variants else None) for e in experiments]
+        options = replace(options, variants=())
     probe_engine()
     return [run_experiment(experiment, options) for experiment in experiments]
+
+
+AA_VARIANTS = ("a1", "a2")
+
+
+def same_config_twice(experiment: Experiment, variant: str | None) -> Experiment:
+    """An A/A experiment: one variant's configuration (the baseline by default) as both variants."""
+    if variant is None:
+        names = list(experiment.variants)
+        variant = experiment.analysis.baseline or ("baseline" if "baseline" in names else names[0])
+    _, config = experiment.variant(variant)
+    return experiment.model_copy(update={"variants": dict.fromkeys(AA_VARIANTS, config), "aa_of": variant})
 
 
 def experiment_paths(path: Path) -> list[Path]:
@@ -148,7 +171,10 @@ def run_experiment(experiment: Experiment, options: RunOptions) -> RunDirectory:
         rundir.set_status("failed", trials_done=done, trials_total=len(order), reason=repr(exc))
         raise
     rundir.set_status("complete", trials_done=done, trials_total=len(order))
-    for line in summary_lines(rows):
+    analysis = analyze_run(rundir.path, options.threshold_from)
+    write_analysis(rundir, analysis)
+    click.echo("")
+    for line in report_lines(analysis):
         click.echo(line)
     return rundir
 
@@ -294,6 +320,10 @@ def load_metrics(result: LoadResult) -> dict[str, float]:
         "latency_mean_ms": result.latency.mean_ms,
         "latency_max_ms": result.latency.max_ms,
         "latency_samples": float(result.latency.count),
+        "measured_s": result.measured_s,
+        # every request of the trial, warm-up included: the denominator of per-request resource
+        # and upstream-call figures, whose counters also cover the whole trial
+        "trial_requests": float(c["sent"] - c["dropped"]),
     }
     for name, value in result.latency.percentiles_ms.items():
         metrics[f"latency_{name.replace('.', '_')}_ms"] = value
@@ -308,11 +338,19 @@ def container_usage(stack: Stack) -> dict[str, dict[str, float]]:
         for service, endpoint in stack.endpoints.items():
             stats = client.api.stats(endpoint.container_id, stream=False, one_shot=True)
             cpu_ns = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0)
-            memory = stats.get("memory_stats", {}).get("usage", 0)
-            usage[service] = {"cpu_s": cpu_ns / 1e9, "memory_bytes": float(memory)}
+            usage[service] = {"cpu_s": cpu_ns / 1e9, "memory_bytes": working_set(stats.get("memory_stats", {}))}
     finally:
         client.close()
     return usage
+
+
+def working_set(memory_stats: dict[str, Any]) -> float:
+    """Memory in use as `docker stats` shows it: usage less the inactive page cache (which the
+    kernel reclaims at will; counting it made identical containers differ by 3x)."""
+    usage = float(memory_stats.get("usage", 0))
+    details = memory_stats.get("stats", {})
+    inactive = details.get("total_inactive_file", details.get("inactive_file", 0))
+    return max(usage - float(inactive), 0.0)
 
 
 def resource_metrics(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -374,6 +412,10 @@ def effective_config(
     variants = {name: variant_document(experiment.variants[name], knobs.get(name)) for name in names}
     return {
         "lab_version": __version__,
+        "mode": options.mode,
+        "aa_of": experiment.aa_of,
+        "baseline": choose_baseline(names, experiment.analysis.baseline),
+        "host": host_facts(),
         "experiment": experiment.name,
         "workload": experiment.meta.workload,
         "description": experiment.meta.description,
@@ -420,20 +462,6 @@ HEADLINE = (
 
 def headline(metrics: dict[str, float]) -> str:
     return ", ".join(template.format(metrics[key]) for key, template in HEADLINE if key in metrics)
-
-
-def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """Per variant, the mean over trials of each metric (the analysis issue adds CIs and verdicts)."""
-    if not rows:
-        return []
-    frame = pl.DataFrame(rows, schema=TIDY_SCHEMA)
-    means = frame.group_by("variant", "metric").agg(pl.col("value").mean()).sort("metric", "variant")
-    variants = frame["variant"].unique(maintain_order=True).to_list()
-    lines = [f"  {'metric':<32}" + "".join(f"{v:>16}" for v in variants)]
-    for metric in means["metric"].unique(maintain_order=True).to_list():
-        values = {r["variant"]: r["value"] for r in means.filter(pl.col("metric") == metric).iter_rows(named=True)}
-        lines.append(f"  {metric:<32}" + "".join(f"{values.get(v, float('nan')):>16.4g}" for v in variants))
-    return lines
 
 
 def display_mode(value: str) -> Display:

@@ -16,6 +16,7 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from lab.config.analysis import AnalysisConfig, CostConfig, Target, TargetsConfig
 from lab.config.run import RunConfig
 from lab.config.services import DEFAULT_IMAGES, SERVICE_KINDS, ServiceConfig, ServicesConfig, Strict
 from lab.errors import ConfigError
@@ -54,6 +55,10 @@ class Experiment(Strict):
     run: RunConfig
     variants: dict[str, VariantConfig]
     base_workload: dict[str, Any] = Field(default_factory=dict, strict=False)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    targets: TargetsConfig = Field(default_factory=TargetsConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    aa_of: str | None = None  # `lab aa`: the variant whose configuration both variants run
     source: str = ""  # the file's text, to point errors found later at their line
 
     def fail(self, key_path: tuple[str, ...], expected: str) -> NoReturn:
@@ -98,7 +103,7 @@ def load_experiment(path: Path | str) -> Experiment:
 
 def parse_experiment(raw: Mapping[str, Any], path: Path, text: str = "") -> Experiment:
     """Validate an already-parsed experiment document."""
-    known = {"experiment", "run", "services", "workload", "variants"}
+    known = {"experiment", "run", "services", "workload", "variants", "analysis", "targets", "cost"}
     for key in raw:
         if key not in known:
             _fail(path, text, (key,), f"unknown key; expected one of: {', '.join(sorted(known))}")
@@ -130,7 +135,39 @@ def parse_experiment(raw: Mapping[str, Any], path: Path, text: str = "") -> Expe
                 _fail(path, text, ("variants", name, key), "unknown key; a variant may overlay: services, workload")
         merged = deep_merge({"services": base, "workload": workload}, overlay)
         variants[name] = _validate(VariantConfig, merged, path, text, ("variants", name))
-    return Experiment(path=path, meta=meta, run=run, variants=variants, base_workload=workload, source=text)
+    analysis = _validate(AnalysisConfig, raw.get("analysis", {}), path, text, ("analysis",))
+    if analysis.baseline is not None and analysis.baseline not in variants:
+        _fail(path, text, ("analysis", "baseline"), f"unknown variant; expected one of: {', '.join(variants)}")
+    targets = _targets(raw.get("targets", {}), path, text)
+    cost = _validate(CostConfig, raw.get("cost", {}), path, text, ("cost",))
+    return Experiment(
+        path=path,
+        meta=meta,
+        run=run,
+        variants=variants,
+        base_workload=workload,
+        analysis=analysis,
+        targets=targets,
+        cost=cost,
+        source=text,
+    )
+
+
+def _targets(raw: Any, path: Path, text: str) -> TargetsConfig:
+    """`[targets]`: `defaults = true|false` and one `metric = { below = x, above = y }` per goal."""
+    if not isinstance(raw, dict):
+        _fail(path, text, ("targets",), "expected a table of targets, e.g. latency_p95_ms = { below = 200 }")
+    defaults = raw.get("defaults", True)
+    if not isinstance(defaults, bool):
+        _fail(path, text, ("targets", "defaults"), f"expected true or false (got {defaults!r})")
+    metrics: dict[str, Target] = {}
+    for name, value in raw.items():
+        if name == "defaults":
+            continue
+        if not isinstance(value, dict):
+            _fail(path, text, ("targets", name), "expected a table like { below = 200 } or { above = 0.95 }")
+        metrics[name] = _validate(Target, value, path, text, ("targets", name))
+    return TargetsConfig(defaults=defaults, metrics=metrics)
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:

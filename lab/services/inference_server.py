@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -214,11 +215,14 @@ def create_app(config: ServerConfig) -> Starlette:
         body = {"scores": scores, "rows": int(rows.shape[0]), "precision": config.precision}
         await send_body(send, 200, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), JSON_TYPE)
 
+    model_sha256 = hashlib.sha256(config.model_path.read_bytes()).hexdigest()
+
     async def health(_: Request) -> Response:
         return json_response(
             {
                 "status": "ok",
                 "model": config.model_path.name,
+                "sha256": model_sha256,
                 "precision": config.precision,
                 "input": {"name": model.input_name, "shape": model.input_shape},
                 "features": model.features,

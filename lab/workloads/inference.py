@@ -26,9 +26,11 @@ from lab.loadgen.operation import CallResult, OperationRef
 from lab.loadgen.runner import LoadResult, run_load, summarize_samples
 from lab.loadgen.schedule import Schedule
 from lab.loadgen.worker import LoadPlan
+from lab.model.card import load_card
 from lab.model.data import FEATURE_COUNT, generate_leads
 from lab.stack.endpoint import Endpoint
 from lab.stack.services.http import get_json
+from lab.stack.services.inference import MODELS_DIR
 from lab.workloads.base import Knobs, WorkloadDriver
 
 Payload = Literal["json", "binary"]
@@ -205,9 +207,21 @@ def server_metrics(before: dict[str, Any], after: dict[str, Any]) -> dict[str, f
     }
 
 
-def health_metrics(health: dict[str, Any]) -> dict[str, float]:
-    """The model's precision as a number (metrics are floats; the names are in `server_info`)."""
-    return {"precision_bits": 8.0 if health["precision"] == "int8" else 32.0}
+def health_metrics(health: dict[str, Any], models_dir: Path | None = None) -> dict[str, float]:
+    """The model's precision as a number (metrics are floats; the names are in `server_info`),
+    and, when the served file is one the lab built (its sha256 is on the model card), the model's
+    held-out accuracy and AUC and how often it disagrees with the FP32 model on those rows."""
+    metrics = {"precision_bits": 8.0 if health["precision"] == "int8" else 32.0}
+    card = load_card(models_dir or MODELS_DIR)
+    if card is None:
+        return metrics
+    for precision, file, heldout in (("fp32", card.fp32, card.fp32_heldout), ("int8", card.int8, card.int8_heldout)):
+        if file.sha256 == health.get("sha256"):
+            metrics["model_accuracy"] = heldout.accuracy
+            metrics["model_auc"] = heldout.auc
+            metrics["model_heldout_rows"] = float(card.agreement.rows)
+            metrics["model_disagreement"] = 0.0 if precision == "fp32" else 1.0 - card.agreement.class_agreement
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,10 @@ def check_run_directory(rundir: Path, trials: int) -> pl.DataFrame:
         samples = pl.read_parquet(trial_dir / "samples-w0.parquet")
         assert samples.height > 0
         assert json.loads((trial_dir / "trial.json").read_text())["state"] == "complete"
+    analysis = json.loads((rundir / "analysis" / "analysis.json").read_text())
+    assert analysis["baseline"] == "baseline" and analysis["comparison"]
+    assert all(row["verdict"] for row in analysis["comparison"])
+    assert analysis["grades"]["optimized"]["grade"] in ("A+", "A", "B+", "B", "C", "D")
     return metrics_of(rundir)
 
 
@@ -82,6 +86,38 @@ def test_api_experiment_runs_end_to_end(docker_client: docker.DockerClient, tmp_
     metrics = check_run_directory(rundir, trials=2)
     for row in metrics.iter_rows(named=True):
         assert row["throughput_rps"] > 0 and row["latency_p95_ms"] > 0
+
+
+def test_aa_on_the_quick_api_experiment_finds_no_significant_change(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    results = tmp_path / "results"
+    result = run_lab(
+        "aa",
+        str(EXPERIMENTS / "api.toml"),
+        "--quick",
+        "--progress",
+        "none",
+        env={"LAB_RESULTS_DIR": str(results)},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    (rundir,) = results.iterdir()
+    config = json.loads((rundir / "config.json").read_text())
+    assert config["mode"] == "aa" and config["aa_of"] == "baseline" and list(config["variants"]) == ["a1", "a2"]
+    assert config["variants"]["a1"] == config["variants"]["a2"] and config["diff"] == []
+    comparison = pl.read_parquet(rundir / "analysis" / "comparison.parquet")
+    headline = {row["metric"]: row for row in comparison.filter(pl.col("headline")).iter_rows(named=True)}
+    assert set(headline) == {"latency_p95_ms", "throughput_rps", "error_rate"}
+    for metric, row in headline.items():
+        assert row["verdict"] == "no significant change", (metric, row, result.stdout)
+    floor = json.loads((rundir / "analysis" / "analysis.json").read_text())["noise_floor"]
+    assert floor["latency_p95_ms"] > 0
+    # the A/A run's noise floor becomes the thresholds of another analysis
+    again = run_lab("analyze", str(rundir), "--threshold-from", str(rundir))
+    assert again.returncode == 0, again.stderr
+    assert f"thresholds from A/A run {rundir.name}" in again.stdout
+    assert lab_containers(docker_client) == []
 
 
 def test_inference_experiment_int8_batch_32_serves_more_predictions(

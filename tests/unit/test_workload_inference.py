@@ -263,3 +263,20 @@ def test_sweep_without_batch_one_or_without_a_winner() -> None:
     assert best_under_target(table) == {}
     nan_cell = sweep_table(CELLS.head(1).with_columns(pl.lit(math.nan).alias("p95_ms")), latency_target_ms=10.0)
     assert nan_cell["meets_target"].to_list() == [False]  # nothing completed: no latency, no target met
+
+
+def test_health_metrics_take_accuracy_from_the_card_of_the_served_file() -> None:
+    from lab.model.card import load_card
+    from lab.stack.services.inference import MODELS_DIR
+    from lab.workloads.inference import health_metrics
+
+    card = load_card(MODELS_DIR)
+    assert card is not None, "make setup builds the model (lab model build)"
+    int8 = health_metrics({"precision": "int8", "sha256": card.int8.sha256})
+    assert int8["model_accuracy"] == card.int8_heldout.accuracy
+    assert int8["model_disagreement"] == pytest.approx(1 - card.agreement.class_agreement)
+    assert int8["model_heldout_rows"] == card.agreement.rows
+    fp32 = health_metrics({"precision": "fp32", "sha256": card.fp32.sha256})
+    assert fp32["model_accuracy"] == card.fp32_heldout.accuracy and fp32["model_disagreement"] == 0.0
+    # a file the lab did not build: no accuracy claimed
+    assert "model_accuracy" not in health_metrics({"precision": "fp32", "sha256": "0" * 64})
