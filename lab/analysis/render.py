@@ -91,7 +91,10 @@ def comparison_lines(analysis: Analysis) -> list[str]:
         for c in rows:
             metric = analysis.catalog.get(c.metric)
             mark = "*" if c.headline else " "
-            note = f" ({c.note})" if c.note else ""
+            notes = [c.note] if c.note else []
+            if c.metric == "predictions_per_s" and c.change == c.change:
+                notes.append(f"speedup x{1 + c.change:.2f}")
+            note = f" ({'; '.join(notes)})" if notes else ""
             lines.append(
                 f"  {mark} {title(metric, c.metric)[:31]:<32}{value(metric, c.baseline_value):>14}"
                 f"{value(metric, c.candidate_value):>14}{change(c, c.change, metric):>11}  "
