@@ -95,6 +95,10 @@ def reap_orphans(client: docker.DockerClient, everything: bool = False) -> list[
                 removed.append(container.name or container.short_id)
             except docker.errors.NotFound:
                 continue  # removed by someone else meanwhile
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 and "already in progress" in str(exc):
+                    continue  # its owner (or another reaper) is removing it right now
+                raise
     return removed
 
 

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import pytest
+
 from lab.stack.ownership import Owner, container_labels, process_start_ticks
 
 
@@ -51,3 +53,39 @@ def test_labels_carry_run_variant_service_and_owner() -> None:
     assert labels["ablab.run-id"] == "run1"
     assert labels["ablab.owner-pid"] == str(os.getpid())
     assert labels["ablab.owner-start"] == owner.start_ticks
+
+
+class _Vanishing:
+    """A container whose removal races with another remover."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.name = "lab-x"
+        self.short_id = "x"
+        self.labels = {"ablab.owner.pid": "1", "ablab.owner.start": "0", "ablab.owner.boot": "other-boot"}
+
+    def remove(self, force: bool, v: bool) -> None:
+        raise self.error
+
+
+def test_reaping_skips_a_container_already_being_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import docker.errors
+    import requests
+
+    from lab.stack import ownership
+
+    response = requests.Response()
+    response.status_code = 409
+    busy = docker.errors.APIError(
+        "Conflict", response=response, explanation="removal of container x is already in progress"
+    )
+    gone = docker.errors.NotFound("gone")
+    monkeypatch.setattr(ownership, "lab_containers", lambda client: [_Vanishing(busy), _Vanishing(gone)])
+    monkeypatch.setattr(
+        ownership, "owner_of", lambda container: ownership.Owner(pid=1, start_ticks="0", host="h", boot_id="b0")
+    )
+    assert ownership.reap_orphans(object(), everything=True) == []  # type: ignore[arg-type]
+    other = docker.errors.APIError("Conflict", response=response, explanation="something else")
+    monkeypatch.setattr(ownership, "lab_containers", lambda client: [_Vanishing(other)])
+    with pytest.raises(docker.errors.APIError):
+        ownership.reap_orphans(object(), everything=True)  # type: ignore[arg-type]
