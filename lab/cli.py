@@ -82,11 +82,13 @@ def run(
 ) -> None:
     """Run an experiment (or a suite file) A/B: one stack per variant, interleaved trials, then
     the analysis: comparisons with intervals and verdicts, targets and grade, projected cost."""
-    from lab.commands.run import RunOptions, display_mode, run_command
+    from lab.commands.run import RunOptions, check_outcomes, display_mode, run_command
 
     options = RunOptions(quick, trials, duration, variants, display_mode(progress), threshold_from=threshold_from)
-    for rundir in run_command(experiment, options):
-        click.echo(f"run directory: {rundir.path}")
+    outcomes = run_command(experiment, options)
+    for outcome in outcomes:
+        click.echo(f"run directory: {outcome.rundir.path}")
+    check_outcomes(outcomes)
 
 
 @cli.command()
@@ -104,14 +106,16 @@ def aa(
     """A/A: one variant's configuration as both sides, to measure the noise floor per metric.
 
     Its run directory can then be given to `lab run/analyze/compare --threshold-from`."""
-    from lab.commands.run import RunOptions, display_mode, run_command
+    from lab.commands.run import RunOptions, check_outcomes, display_mode, run_command
 
     chosen = (variant,) if variant else ()
     options = RunOptions(
         quick, trials, duration, chosen, display_mode(progress), mode="aa", threshold_from=threshold_from
     )
-    for rundir in run_command(experiment, options):
-        click.echo(f"run directory: {rundir.path} (use it with --threshold-from)")
+    outcomes = run_command(experiment, options)
+    for outcome in outcomes:
+        click.echo(f"run directory: {outcome.rundir.path} (use it with --threshold-from)")
+    check_outcomes(outcomes)
 
 
 @cli.command()
@@ -125,16 +129,89 @@ def analyze(run_dir: Path, threshold_from: Path | None) -> None:
 
 
 @cli.command()
-@click.argument("run_a", type=click.Path(path_type=Path))
-@click.argument("run_b", type=click.Path(path_type=Path))
+@click.argument("run_a", type=click.Path(path_type=Path), required=False)
+@click.argument("run_b", type=click.Path(path_type=Path), required=False)
 @click.option("--variant", "-v", "variants", multiple=True, help="compare only this variant (repeatable)")
 @click.option("--force", is_flag=True, help="compare runs of different experiments or workloads")
 @click.option("--threshold-from", type=click.Path(path_type=Path), default=None, help="an A/A run (`lab aa`)")
-def compare(run_a: Path, run_b: Path, variants: tuple[str, ...], force: bool, threshold_from: Path | None) -> None:
-    """Compare two run directories (e.g. main's against a pull request's), variant by variant."""
-    from lab.commands.analyze import compare_command
+def compare(
+    run_a: Path | None, run_b: Path | None, variants: tuple[str, ...], force: bool, threshold_from: Path | None
+) -> None:
+    """Compare two runs or bundles (e.g. main's against a pull request's), variant by variant.
 
+    With no arguments: for every experiment, the latest `lab validate` run against the latest
+    `lab baseline` run. Exit 1 on a regression or a missed target."""
+    from lab.commands.analyze import compare_command
+    from lab.commands.modes import compare_latest
+
+    if run_a is None:
+        compare_latest(threshold_from)
+        return
+    if run_b is None:
+        raise click.UsageError("give two runs (or bundles), or none to compare the latest baseline and validation")
     compare_command(run_a, run_b, variants, force, threshold_from)
+
+
+@cli.command()
+@run_options
+def baseline(
+    experiment: Path,
+    quick: bool,
+    trials: int | None,
+    duration: float | None,
+    progress: str,
+    threshold_from: Path | None,
+) -> None:
+    """Run the baseline variant of each experiment (a suite file: all of them) and keep the
+    runs as the reference `lab compare` (no arguments) measures `lab validate` runs against."""
+    from lab.commands.modes import run_mode
+
+    run_mode(experiment, "baseline", quick, trials, duration, progress, threshold_from)
+
+
+@cli.command()
+@run_options
+def validate(
+    experiment: Path,
+    quick: bool,
+    trials: int | None,
+    duration: float | None,
+    progress: str,
+    threshold_from: Path | None,
+) -> None:
+    """Run the optimized variants of each experiment (all but the baseline); exit 1 when one
+    misses a target. `lab compare` with no arguments then compares them with the reference."""
+    from lab.commands.modes import run_mode
+
+    run_mode(experiment, "validate", quick, trials, duration, progress, threshold_from)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--threshold-from", type=click.Path(path_type=Path), default=None, help="an A/A run (`lab aa`)")
+def report(run_dir: Path, threshold_from: Path | None) -> None:
+    """Re-analyze a run and rewrite report.md, report.html, junit.xml and manifest.json."""
+    from lab.commands.report import report_command
+
+    report_command(run_dir, threshold_from)
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("args", nargs=-1, required=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="the archive to write")
+def bundle(args: tuple[str, ...], out: Path | None) -> None:
+    """`lab bundle RUN`: one .tar.gz with everything needed to re-analyse the run.
+    `lab bundle verify BUNDLE`: check every file against the manifest (exit 1 naming a changed one)."""
+    from lab.commands.report import bundle_command, verify_command
+
+    if args[0] == "verify":
+        if len(args) != 2:
+            raise click.UsageError("usage: lab bundle verify BUNDLE")
+        verify_command(Path(args[1]))
+        return
+    if len(args) != 1:
+        raise click.UsageError("usage: lab bundle RUN [--out FILE] | lab bundle verify BUNDLE")
+    bundle_command(Path(args[0]), out)
 
 
 @cli.command()

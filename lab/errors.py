@@ -6,6 +6,8 @@
     ├── ImageError                an image is missing or its build failed
     ├── ModelFileError            a file is not an ONNX model the lab can load, run or quantize
     ├── ModelBuildError           the lead-scoring model cannot be built with the parameters given
+    ├── CheckFailed               exit 1: the run worked, and a target was missed or a metric regressed
+    │   └── BundleInvalid         exit 1: a bundle's file differs from its manifest
     └── InfrastructureError       exit 3: a container failed to start or died under us
         └── ServiceStartError     a readiness wait failed; carries the tail of the container log
 
@@ -48,6 +50,16 @@ class ModelFileError(LabError):
 
 class ModelBuildError(LabError):
     """The model cannot be built with the parameters given."""
+
+
+class CheckFailed(LabError):
+    """The lab did its job and the answer is "no": a target missed, a regression, a failed check."""
+
+    exit_code = 1
+
+
+class BundleInvalid(CheckFailed):
+    """A bundle does not match its manifest (a changed, missing or extra file)."""
 
 
 class InfrastructureError(LabError):

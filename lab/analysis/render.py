@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from lab.analysis.analyze import Analysis
+from lab.analysis.analyze import Analysis, TargetResult
 from lab.analysis.catalog import COST_REDUCTION, Metric
 from lab.analysis.cost import assumptions
 from lab.analysis.stats import Comparison
@@ -136,15 +136,23 @@ def summary_lines(analysis: Analysis) -> list[str]:
     return lines
 
 
+def target_text(analysis: Analysis, t: TargetResult) -> tuple[str, str]:
+    """A target's bound and its measured value, in the metric's unit (shares and cost reduction in %)."""
+    metric = analysis.catalog.get(t.metric)
+    percent = t.metric == COST_REDUCTION or (metric is not None and metric.unit == "share")
+    if not percent:
+        unit = f" {metric.unit}" if metric and metric.unit and t.value == t.value else ""
+        return t.target.describe(), value(metric, t.value) + unit
+    bound = " ".join(f"{100 * float(part):g} %" if _is_number(part) else part for part in t.target.describe().split())
+    return bound, f"{100 * t.value:.1f} %" if t.value == t.value else "-"
+
+
 def target_lines(analysis: Analysis) -> list[str]:
     if not analysis.targets:
         return []
     lines = ["targets:"]
     for t in analysis.targets:
-        metric = analysis.catalog.get(t.metric)
-        percent = t.metric == COST_REDUCTION or (metric is not None and metric.unit == "share")
-        shown = value(metric, t.value) if not percent or t.value != t.value else f"{100 * t.value:.1f} %"
-        bound = _percent_bounds(t.target.describe()) if percent else t.target.describe()
+        bound, shown = target_text(analysis, t)
         band = f" (expected up to {100 * t.target.expected_max:.0f} %)" if t.target.expected_max else ""
         lines.append(
             f"    [{'pass' if t.met else 'FAIL'}] {t.variant:<14} {t.metric} {bound}{band}: {shown} ({t.source})"
@@ -159,16 +167,28 @@ def target_lines(analysis: Analysis) -> list[str]:
     return lines
 
 
-def _percent_bounds(text: str) -> str:
-    return " ".join(f"{100 * float(part):g} %" if _is_number(part) else part for part in text.split())
-
-
 def _is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
         return False
     return True
+
+
+def savings_line(analysis: Analysis, variant: str) -> str:
+    """What a candidate saves against the baseline, per day and per 30 days, with ROI and payback."""
+    s = analysis.savings[variant]
+    reduction = s["cost_reduction"]
+    share = f"{100 * reduction:.1f} %" if reduction == reduction else "-"
+    currency = analysis.prices.currency
+    line = (
+        f"{variant} saves {s['savings_per_day']:,.2f} {currency} per day, {s['savings_per_30_days']:,.2f} per 30 days "
+        f"({share} of {analysis.baseline})"
+    )
+    if "roi_30_days" in s:
+        payback = f"{s['payback_days']:.1f} days" if math.isfinite(s["payback_days"]) else "never (no savings)"
+        line += f"; ROI over 30 days {100 * s['roi_30_days']:.0f} %, payback {payback}"
+    return line
 
 
 def cost_lines(analysis: Analysis) -> list[str]:
@@ -185,17 +205,7 @@ def cost_lines(analysis: Analysis) -> list[str]:
             f"{components['cost_memory_per_day']:,.2f}, upstream calls {components['cost_upstream_per_day']:,.2f}, "
             f"tokens {components['cost_tokens_per_day']:,.2f})"
         )
-    for variant, s in analysis.savings.items():
-        reduction = s["cost_reduction"]
-        text = f"{100 * reduction:.1f} %" if reduction == reduction else "-"
-        line = (
-            f"    {variant} saves {s['savings_per_day']:,.2f} per day, {s['savings_per_30_days']:,.2f} per 30 days "
-            f"({text} of {analysis.baseline})"
-        )
-        if "roi_30_days" in s:
-            payback = f"{s['payback_days']:.1f} days" if math.isfinite(s["payback_days"]) else "never (no savings)"
-            line += f"; ROI over 30 days {100 * s['roi_30_days']:.0f} %, payback {payback}"
-        lines.append(line)
+    lines.extend(f"    {savings_line(analysis, variant)}" for variant in analysis.savings)
     lines.append("    assumptions:")
     lines.extend(f"      - {line}" for line in assumptions(analysis.prices))
     return lines

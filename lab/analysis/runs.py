@@ -113,9 +113,16 @@ def analyze_run(path: Path, threshold_from: Path | None = None) -> Analysis:
 
 
 def compare_runs(
-    path_a: Path, path_b: Path, variants: tuple[str, ...] = (), force: bool = False, threshold_from: Path | None = None
+    path_a: Path,
+    path_b: Path,
+    variants: tuple[str, ...] = (),
+    force: bool = False,
+    threshold_from: Path | None = None,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> tuple[list[Analysis], list[str]]:
-    """Each variant both runs measured: run A's against run B's. Returns analyses and warnings."""
+    """Each variant both runs measured: run A's against run B's (or the given (a, b) variant
+    pairs, e.g. a baseline run's "baseline" against a validation run's "optimized").
+    Returns the analyses and the warnings."""
     a, b = load_run(path_a), load_run(path_b)
     warnings: list[str] = []
     for what, left, right in (
@@ -135,20 +142,24 @@ def compare_runs(
         )
     if a.config.get("run") != b.config.get("run"):
         warnings.append("the runs used different [run] settings (load, trials or durations)")
-    common = [v for v in a.variants() if v in b.variants()]
-    chosen = list(variants) or common
-    for name in chosen:
-        if name not in common:
-            raise ConfigError(f"variant {name!r} is not in both runs", hint=f"common variants: {', '.join(common)}")
-    if not chosen:
-        raise ConfigError(f"{path_a} and {path_b} have no variant in common", hint="--variant names one")
+    if pairs is None:
+        common = [v for v in a.variants() if v in b.variants()]
+        for name in variants:
+            if name not in common:
+                raise ConfigError(f"variant {name!r} is not in both runs", hint=f"common variants: {', '.join(common)}")
+        pairs = [(name, name) for name in (list(variants) or common)]
+        if not pairs and len(a.variants()) == 1 and not variants:
+            # a `lab baseline` run (one variant) against a `lab validate` run (the others)
+            pairs = [(a.variants()[0], name) for name in b.variants()]
+        if not pairs:
+            raise ConfigError(f"{path_a} and {path_b} have no variant in common", hint="--variant names one")
     noise, source = read_noise(threshold_from) if threshold_from else ({}, "")
     analyses = []
     experiment = b.experiment
-    for name in chosen:
-        left, right = f"a/{name}", f"b/{name}"
+    for name_a, name_b in pairs:
+        left, right = f"a/{name_a}", f"b/{name_b}"
         samples = {}
-        for record, label in ((a, left), (b, right)):
+        for record, name, label in ((a, name_a, left), (b, name_b, right)):
             loaded = load_blocks(
                 record.path,
                 experiment.analysis.blocks,
@@ -163,7 +174,7 @@ def compare_runs(
                 experiment=experiment.name,
                 workload=b.workload,
                 samples=samples,
-                trials={left: a.rows(name), right: b.rows(name)},
+                trials={left: a.rows(name_a), right: b.rows(name_b)},
                 settings=experiment.analysis,
                 targets=experiment.targets,
                 prices=experiment.cost,

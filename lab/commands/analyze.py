@@ -22,7 +22,10 @@ import click
 from lab.analysis.analyze import Analysis
 from lab.analysis.render import report_lines
 from lab.analysis.runs import analyze_run, compare_runs
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError
+from lab.report.bundle import as_run_directory, is_bundle
+from lab.report.junit import render_junit
+from lab.report.markdown import render_markdown
 from lab.report.rundir import RunDirectory, results_root
 
 
@@ -53,19 +56,46 @@ def write_analysis(rundir: RunDirectory, analysis: Analysis, prefix: str = "anal
     rundir.write_text(f"{prefix}/report.txt", "\n".join(report_lines(analysis)) + "\n")
 
 
-def analyze_command(run: Path, threshold_from: Path | None) -> Analysis:
+def analyze_and_write(run: Path, threshold_from: Path | None, echo: bool = True) -> Analysis:
+    """Analyze a run directory and rewrite its analysis, reports and manifest."""
+    from lab.commands.report import write_reports
+
     analysis = analyze_run(run, threshold_from)
-    write_analysis(RunDirectory(run, run.name), analysis)
-    for line in report_lines(analysis):
-        click.echo(line)
-    click.echo(f"written to {run / 'analysis'}")
+    rundir = RunDirectory(run, run.name)
+    write_analysis(rundir, analysis)
+    write_reports(rundir, analysis)
+    if echo:
+        for line in report_lines(analysis):
+            click.echo(line)
+        click.echo(f"written to {run / 'analysis'}, {run / 'report.md'}, {run / 'report.html'}")
+    return analysis
+
+
+def analyze_command(run: Path, threshold_from: Path | None) -> Analysis:
+    """`lab analyze`: exit 1 when a target is missed or a metric regressed."""
+    from lab.commands.report import fail_unless_passed
+
+    if is_bundle(run):
+        raise ConfigError(f"{run}: a bundle is read-only", hint="`lab compare` reads bundles; unpack it to re-analyze")
+    analysis = analyze_and_write(run, threshold_from)
+    fail_unless_passed([analysis])
     return analysis
 
 
 def compare_command(
-    run_a: Path, run_b: Path, variants: tuple[str, ...], force: bool, threshold_from: Path | None
+    run_a: Path,
+    run_b: Path,
+    variants: tuple[str, ...],
+    force: bool,
+    threshold_from: Path | None,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> list[Analysis]:
-    analyses, warnings = compare_runs(run_a, run_b, variants, force, threshold_from)
+    """`lab compare`: run directories or bundles; writes a compare directory; exit 1 on a
+    regression or a missed target of run B."""
+    from lab.commands.report import fail_unless_passed
+
+    with as_run_directory(run_a) as dir_a, as_run_directory(run_b) as dir_b:
+        analyses, warnings = compare_runs(dir_a, dir_b, variants, force, threshold_from, pairs)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"a = {run_a}\nb = {run_b}")
@@ -77,10 +107,15 @@ def compare_command(
         raise LabError(f"cannot create {path}: {exc.strerror}", hint="set LAB_RESULTS_DIR") from None
     rundir = RunDirectory(path, name)
     rundir.write_json("compare.json", {"a": str(run_a.resolve()), "b": str(run_b.resolve()), "warnings": warnings})
+    sections = [f"Comparing `{run_a}` (a) with `{run_b}` (b).", *(f"> warning: {w}" for w in warnings), ""]
     for analysis in analyses:
-        variant = analysis.baseline.split("/", 1)[1]
+        variant = analysis.candidates[0].split("/", 1)[1] if analysis.candidates else analysis.baseline
         write_analysis(rundir, analysis, prefix=f"analysis-{variant}")
+        sections.append(render_markdown(path, analysis))
         for line in report_lines(analysis):
             click.echo(line)
+    rundir.write_text("report.md", "\n".join(sections))
+    rundir.write_text("junit.xml", render_junit(analyses, name))
     click.echo(f"written to {path}")
+    fail_unless_passed(analyses)
     return analyses

@@ -31,17 +31,19 @@ import docker.errors
 import polars as pl
 
 from lab import __version__
-from lab.analysis.analyze import choose_baseline
+from lab.analysis.analyze import Analysis, choose_baseline
 from lab.analysis.catalog import check_names
 from lab.analysis.render import report_lines
 from lab.analysis.runs import analyze_run
 from lab.commands.analyze import host_facts, write_analysis
+from lab.commands.report import fail_unless_passed, write_reports
 from lab.config.experiment import Experiment, VariantConfig, find_key_line, load_experiment
 from lab.config.run import RunConfig
-from lab.errors import ConfigError, InfrastructureError, LabError
+from lab.errors import CheckFailed, ConfigError, InfrastructureError, LabError
 from lab.loadgen.runner import LoadResult, run_load
 from lab.loadgen.schedule import Schedule
 from lab.loadgen.worker import LoadPlan
+from lab.report.manifest import utc_now, write_manifest
 from lab.report.rundir import RunDirectory
 from lab.stack.engine import probe_engine
 from lab.stack.stack import Stack, running_stack
@@ -59,11 +61,11 @@ class RunOptions:
     variants: tuple[str, ...] = ()
     progress: Display = "auto"
     results: Path | None = None
-    mode: Literal["ab", "aa"] = "ab"
+    mode: Literal["ab", "aa", "baseline", "validate"] = "ab"
     threshold_from: Path | None = None
 
 
-def run_command(path: Path, options: RunOptions) -> list[RunDirectory]:
+def run_command(path: Path, options: RunOptions) -> list[RunOutcome]:
     """`lab run`: an experiment file, or a suite file listing experiment files."""
     experiments = [load_experiment(p) for p in experiment_paths(path)]
     for experiment in experiments:
@@ -81,6 +83,34 @@ def run_command(path: Path, options: RunOptions) -> list[RunDirectory]:
         options = replace(options, variants=())
     probe_engine()
     return [run_experiment(experiment, options) for experiment in experiments]
+
+
+def mode_variants(experiment: Experiment, mode: str) -> list[str]:
+    """The variants a mode runs: all (A/B, A/A), the baseline only, or all but the baseline."""
+    names = list(experiment.variants)
+    baseline = choose_baseline(names, experiment.analysis.baseline)
+    if mode == "baseline":
+        return [baseline]
+    if mode == "validate":
+        return [n for n in names if n != baseline] or names
+    return names
+
+
+def check_outcomes(outcomes: list[RunOutcome]) -> None:
+    """Exit 1 (CheckFailed) when a run's answer is "no": for an A/B or validation run a missed
+    target or a regression; for an A/A run any metric that came out different. A baseline run
+    is a reference: its targets are reported, not enforced."""
+    judged = [o.analysis for o in outcomes if o.mode in ("ab", "validate")]
+    fail_unless_passed(judged)
+    for o in outcomes:
+        if o.mode == "aa":
+            different = [c for c in o.analysis.comparisons if c.verdict in ("improved", "regressed")]
+            if different:
+                names = ", ".join(f"{c.metric} {c.verdict}" for c in different)
+                raise CheckFailed(
+                    f"A/A run {o.rundir.run_id}: the same configuration came out different: {names}",
+                    hint="the machine is too noisy for these thresholds; use more trials or longer ones",
+                )
 
 
 AA_VARIANTS = ("a1", "a2")
@@ -121,11 +151,21 @@ def experiment_paths(path: Path) -> list[Path]:
     return paths
 
 
-def run_experiment(experiment: Experiment, options: RunOptions) -> RunDirectory:
-    """Run every trial of one experiment; return its run directory (also when it failed)."""
+@dataclass(frozen=True)
+class RunOutcome:
+    rundir: RunDirectory
+    analysis: Analysis
+    mode: str
+
+
+def run_experiment(experiment: Experiment, options: RunOptions) -> RunOutcome:
+    """Run every trial of one experiment, analyze it, write its reports and manifest.
+
+    A run that fails or is interrupted keeps what it measured, marked in `status.json`, and
+    still gets its manifest (the SHA-256 of every file written so far)."""
     knobs = bind_knobs(experiment)
     settings = experiment.run.effective(options.quick, options.trials, options.duration_s)
-    names = list(options.variants) or list(experiment.variants)
+    names = list(options.variants) or mode_variants(experiment, options.mode)
     rundir = RunDirectory.create(experiment.name, options.results)
     rundir.copy_in(experiment.path, "experiment.toml")
     rundir.write_json("config.json", effective_config(experiment, names, knobs, settings, options))
@@ -134,6 +174,7 @@ def run_experiment(experiment: Experiment, options: RunOptions) -> RunDirectory:
     click.echo(f"{experiment.name}: {len(order)} trials ({' '.join(order)}), results in {rundir.path}")
     rows: list[dict[str, Any]] = []
     done = 0
+    facts: dict[str, Any] = {"started": utc_now(), "images": {}, "engine": engine_facts()}
     try:
         with ExitStack() as stacks:
             stacks_by_variant: dict[str, Stack] = {}
@@ -141,6 +182,7 @@ def run_experiment(experiment: Experiment, options: RunOptions) -> RunDirectory:
             for name in names:
                 stack = stacks.enter_context(running_stack(experiment.variants[name], name, run_id=rundir.run_id))
                 stacks_by_variant[name] = stack
+                facts["images"][name] = image_facts(stack)
                 drivers[name] = make_driver(experiment, knobs.get(name), stack, settings.seed)
                 driver = drivers[name]
                 if driver is not None:
@@ -163,20 +205,26 @@ def run_experiment(experiment: Experiment, options: RunOptions) -> RunDirectory:
                 click.echo(f"  trial {index:02d} {variant:<12} " + headline(metrics))
     except KeyboardInterrupt:
         rundir.set_status("interrupted", trials_done=done, trials_total=len(order))
+        write_manifest(rundir.path, facts | {"ended": utc_now()})
         raise
     except LabError as exc:
         rundir.set_status("failed", trials_done=done, trials_total=len(order), reason=exc.one_line())
+        write_manifest(rundir.path, facts | {"ended": utc_now()})
         raise
     except Exception as exc:
         rundir.set_status("failed", trials_done=done, trials_total=len(order), reason=repr(exc))
+        write_manifest(rundir.path, facts | {"ended": utc_now()})
         raise
     rundir.set_status("complete", trials_done=done, trials_total=len(order))
+    facts["ended"] = utc_now()
     analysis = analyze_run(rundir.path, options.threshold_from)
     write_analysis(rundir, analysis)
+    write_reports(rundir, analysis, facts)
     click.echo("")
     for line in report_lines(analysis):
         click.echo(line)
-    return rundir
+    click.echo(f"reports: {rundir.path / 'report.md'}, {rundir.path / 'report.html'}, {rundir.path / 'junit.xml'}")
+    return RunOutcome(rundir, analysis, options.mode)
 
 
 TIDY_SCHEMA = {
@@ -328,6 +376,29 @@ def load_metrics(result: LoadResult) -> dict[str, float]:
     for name, value in result.latency.percentiles_ms.items():
         metrics[f"latency_{name.replace('.', '_')}_ms"] = value
     return metrics
+
+
+def image_facts(stack: Stack) -> dict[str, dict[str, str]]:
+    """Per service of a stack: the image it runs (name and ID)."""
+    client = docker.from_env()
+    facts: dict[str, dict[str, str]] = {}
+    try:
+        for service, endpoint in stack.endpoints.items():
+            with suppress(docker.errors.NotFound):
+                attrs = client.api.inspect_container(endpoint.container_id)
+                facts[service] = {"image": attrs["Config"]["Image"], "id": attrs["Image"]}
+    finally:
+        client.close()
+    return facts
+
+
+def engine_facts() -> dict[str, str]:
+    client = docker.from_env()
+    try:
+        version = client.version()
+    finally:
+        client.close()
+    return {"version": str(version.get("Version")), "api": str(version.get("ApiVersion")), "os": str(version.get("Os"))}
 
 
 def container_usage(stack: Stack) -> dict[str, dict[str, float]]:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lab.files import sha256_file, write_atomic
 
 CARD_FILE = "card.json"
 
@@ -95,14 +94,6 @@ def file_record(path: Path) -> FileRecord:
     return FileRecord(file=path.name, size_bytes=path.stat().st_size, sha256=sha256_file(path))
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_card(card: ModelCard, out_dir: Path) -> Path:
     path = out_dir / CARD_FILE
     write_atomic(path, (card.model_dump_json(indent=2) + "\n").encode())
@@ -156,29 +147,3 @@ def accuracy(converted: npt.ArrayLike, scores: npt.ArrayLike, threshold: float =
     labels = np.asarray(converted, dtype=bool).ravel()
     predicted = np.asarray(scores).ravel() >= threshold
     return float((predicted == labels).mean())
-
-
-@contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """A temporary path in `path`'s directory that replaces `path` only if the block succeeds.
-
-    Same directory, so that os.replace is a rename on one file system: a reader sees the old
-    file or the new one, never half of one. The temporary name keeps the suffix because some
-    writers (onnx.save) pick the format from it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(handle)
-    temp_path = Path(temporary)
-    # mkstemp makes the file private (0600); model files are read by containers as other users.
-    temp_path.chmod(0o644)
-    try:
-        yield temp_path
-        os.replace(temp_path, path)
-    finally:
-        temp_path.unlink(missing_ok=True)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    with atomic_output(path) as temporary:
-        temporary.write_bytes(data)

@@ -14,7 +14,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lab.model.card import write_atomic
+from lab.files import write_atomic
 from lab.model.train import MLP
 
 INPUT_NAME = "features"

@@ -25,7 +25,7 @@ from onnx import TensorProto
 from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
 
 from lab.errors import ModelFileError
-from lab.model.card import atomic_output
+from lab.files import atomic_output
 
 CLASS_THRESHOLD = 0.5
 SAMPLE_ROWS = 256

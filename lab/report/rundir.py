@@ -21,6 +21,7 @@ from typing import Any, Literal
 import polars as pl
 
 from lab.errors import LabError
+from lab.files import write_atomic
 
 RunState = Literal["running", "complete", "failed", "interrupted"]
 REPO_RESULTS = Path(__file__).resolve().parents[2] / "results"
@@ -29,21 +30,6 @@ REPO_RESULTS = Path(__file__).resolve().parents[2] / "results"
 def results_root() -> Path:
     """Where run directories go: LAB_RESULTS_DIR, else the repository's results/."""
     return Path(os.environ.get("LAB_RESULTS_DIR") or REPO_RESULTS)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @dataclass

@@ -16,8 +16,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lab.commands.model import format_card, run_model_quantize
 from lab.errors import LabError
+from lab.files import sha256_file
 from lab.model.build import FP32_FILE, INT8_FILE, build_model
-from lab.model.card import CARD_FILE, ModelCard, accuracy, load_card, roc_auc, sha256_file
+from lab.model.card import CARD_FILE, ModelCard, accuracy, load_card, roc_auc
 from lab.model.data import CONTINUOUS_FEATURES, FEATURE_COUNT, FEATURE_NAMES, generate_leads, split_leads
 from lab.model.export import IR_VERSION, OPSET, mlp_to_onnx, save_onnx
 from lab.model.quantize import (

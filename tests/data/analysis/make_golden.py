@@ -117,7 +117,11 @@ def main() -> None:
         "experiment": "golden",
         "workload": "api",
         "run": {"trials": 2, "duration_s": 12.0, "warmup_s": 2.0, "rate_rps": 150.0},
-        "variants": {"baseline": {}, "optimized": {}},
+        "variants": {
+            "baseline": {"services": {"mock_api": {"cpus": 1.0}}, "workload": {"crm_pool": 5}},
+            "optimized": {"services": {"mock_api": {"cpus": 1.0}}, "workload": {"crm_pool": 20}},
+        },
+        "diff": [{"key": "workload.crm_pool", "values": {"baseline": 5, "optimized": 20}}],
     }
     (RUN / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (RUN / "status.json").write_text(json.dumps({"state": "complete", "trials_done": 4}) + "\n")
