@@ -187,6 +187,54 @@ def validate(
 
 
 @cli.command()
+@click.option("--experiment", "-e", default=None, help="only this experiment")
+@click.option("--variant", "-v", default=None, help="only this variant")
+@click.option("--metric", "-m", "metrics", multiple=True, help="metric columns (default: the headline ones)")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="also write the table (.parquet or .csv)")
+def history(experiment: str | None, variant: str | None, metrics: tuple[str, ...], out: Path | None) -> None:
+    """Every analysed run (and bundle) in the results folder, oldest first: headline metrics,
+    host and config hash per variant."""
+    from lab.commands.trend import history_command
+
+    history_command(experiment, variant, metrics, out)
+
+
+@cli.command()
+@click.option("--experiment", "-e", default=None, help="only this experiment")
+@click.option("--variant", "-v", default=None, help="only this variant")
+@click.option("--metric", "-m", "metrics", multiple=True, help="metrics to follow (default: the headline ones)")
+@click.option("--fail-on", type=click.Choice(["degrade"]), default=None, help="exit 1 on a degrading newest segment")
+@click.option("--alert", type=click.Path(path_type=Path), default=None, help="where to write the markdown alert")
+@click.option("--min-size", type=click.IntRange(2, 1000), default=5, help="runs per segment at least")
+@click.option("--threshold", type=click.FloatRange(0, 10), default=0.05, help="smallest shift that counts (0.05 = 5 %)")
+def trend(
+    experiment: str | None,
+    variant: str | None,
+    metrics: tuple[str, ...],
+    fail_on: str | None,
+    alert: Path | None,
+    min_size: int,
+    threshold: float,
+) -> None:
+    """Per metric over the run history: improving, degrading or flat, and the change points
+    (e-divisive means) with the run where each starts and the size of the shift."""
+    from lab.commands.trend import trend_command
+
+    trend_command(experiment, variant, metrics, fail_on, alert, min_size, threshold)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["openmetrics"]), default="openmetrics")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="file to write (default: stdout)")
+def export(run_dir: Path, fmt: str, out: Path | None) -> None:
+    """A run's final metrics as OpenMetrics (Prometheus) text."""
+    from lab.commands.trend import export_command
+
+    export_command(run_dir, fmt, out)
+
+
+@cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--threshold-from", type=click.Path(path_type=Path), default=None, help="an A/A run (`lab aa`)")
 def report(run_dir: Path, threshold_from: Path | None) -> None:

@@ -23,6 +23,7 @@ from lab.analysis.analyze import Analysis
 from lab.analysis.render import report_lines
 from lab.analysis.runs import analyze_run, compare_runs
 from lab.errors import ConfigError, LabError
+from lab.files import read_json
 from lab.report.bundle import as_run_directory, is_bundle
 from lab.report.junit import render_junit
 from lab.report.markdown import render_markdown
@@ -72,13 +73,14 @@ def analyze_and_write(run: Path, threshold_from: Path | None, echo: bool = True)
 
 
 def analyze_command(run: Path, threshold_from: Path | None) -> Analysis:
-    """`lab analyze`: exit 1 when a target is missed or a metric regressed."""
-    from lab.commands.report import fail_unless_passed
+    """`lab analyze`: exit 1 when the run's answer is "no", judged as its mode is (A/B, A/A, ...)."""
+    from lab.commands.report import judge
 
     if is_bundle(run):
         raise ConfigError(f"{run}: a bundle is read-only", hint="`lab compare` reads bundles; unpack it to re-analyze")
     analysis = analyze_and_write(run, threshold_from)
-    fail_unless_passed([analysis])
+    mode = str(read_json(run / "config.json").get("mode", "ab"))
+    judge([(mode, run.name, analysis)])
     return analysis
 
 

@@ -40,6 +40,21 @@ def fail_unless_passed(analyses: list[Analysis]) -> None:
         raise CheckFailed(f"{reasons[0]}{more}", hint="see report.md")
 
 
+def judge(runs: list[tuple[str, str, Analysis]]) -> None:
+    """Exit 1 (CheckFailed) when a run's answer is "no": for an A/B or validation run (or a
+    comparison) a missed target or a regression; for an A/A run any metric that came out
+    different. A baseline run is a reference: its targets are reported, not enforced."""
+    fail_unless_passed([analysis for mode, _, analysis in runs if mode in ("ab", "validate", "compare")])
+    for mode, run_id, analysis in runs:
+        different = [c for c in analysis.comparisons if c.verdict in ("improved", "regressed")]
+        if mode == "aa" and different:
+            names = ", ".join(f"{c.metric} {c.verdict}" for c in different)
+            raise CheckFailed(
+                f"A/A run {run_id}: the same configuration came out different: {names}",
+                hint="the machine is too noisy for these thresholds; use more trials or longer ones",
+            )
+
+
 def report_command(run: Path, threshold_from: Path | None) -> None:
     from lab.commands.analyze import analyze_and_write
 

@@ -35,11 +35,12 @@ from lab.analysis.analyze import Analysis, choose_baseline
 from lab.analysis.catalog import check_names
 from lab.analysis.render import report_lines
 from lab.analysis.runs import analyze_run
+from lab.collect.collector import Collector, container_reading
 from lab.commands.analyze import host_facts, write_analysis
-from lab.commands.report import fail_unless_passed, write_reports
+from lab.commands.report import judge, write_reports
 from lab.config.experiment import Experiment, VariantConfig, find_key_line, load_experiment
 from lab.config.run import RunConfig
-from lab.errors import CheckFailed, ConfigError, InfrastructureError, LabError
+from lab.errors import ConfigError, InfrastructureError, LabError
 from lab.loadgen.runner import LoadResult, run_load
 from lab.loadgen.schedule import Schedule
 from lab.loadgen.worker import LoadPlan
@@ -97,20 +98,8 @@ def mode_variants(experiment: Experiment, mode: str) -> list[str]:
 
 
 def check_outcomes(outcomes: list[RunOutcome]) -> None:
-    """Exit 1 (CheckFailed) when a run's answer is "no": for an A/B or validation run a missed
-    target or a regression; for an A/A run any metric that came out different. A baseline run
-    is a reference: its targets are reported, not enforced."""
-    judged = [o.analysis for o in outcomes if o.mode in ("ab", "validate")]
-    fail_unless_passed(judged)
-    for o in outcomes:
-        if o.mode == "aa":
-            different = [c for c in o.analysis.comparisons if c.verdict in ("improved", "regressed")]
-            if different:
-                names = ", ".join(f"{c.metric} {c.verdict}" for c in different)
-                raise CheckFailed(
-                    f"A/A run {o.rundir.run_id}: the same configuration came out different: {names}",
-                    hint="the machine is too noisy for these thresholds; use more trials or longer ones",
-                )
+    """Exit 1 (CheckFailed) when a run's answer is "no" (see `lab.commands.report.judge`)."""
+    judge([(o.mode, o.rundir.run_id, o.analysis) for o in outcomes])
 
 
 AA_VARIANTS = ("a1", "a2")
@@ -268,8 +257,11 @@ def run_trial(
         before = container_usage(stack)
         began = time.time()
         label = f"{experiment.name}/{variant} trial {index}"
-        result = run_load(plan, trial_dir, display=options.progress, label=label)
+        with collecting(stack, settings.collect_interval_s) as collector:
+            result = run_load(plan, trial_dir, display=options.progress, label=label)
         after = container_usage(stack)
+        if collector is not None:
+            rundir.write_frame(f"{trial_dir.relative_to(rundir.path)}/timeseries.parquet", collector.frame())
         fail_trial_if_a_container_died(rundir, trial_dir, index, variant, stack)
         metrics = load_metrics(result)
         metrics.update(driver.trial_metrics(result))
@@ -289,9 +281,20 @@ def run_trial(
             "metrics": metrics,
             "operation_stats": result.operation_stats,
             "resources": {"before": before, "after": after},
+            "collector": collector.summary() if collector is not None else None,
         },
     )
     return metrics
+
+
+@contextmanager
+def collecting(stack: Stack, interval_s: float) -> Iterator[Collector | None]:
+    """The stack's time series while the block runs (nothing when the interval is 0)."""
+    if interval_s <= 0:
+        yield None
+        return
+    with Collector(stack.endpoints, interval_s) as collector:
+        yield collector
 
 
 def redact(document: dict[str, Any], stack: Stack) -> dict[str, Any]:
@@ -402,26 +405,17 @@ def engine_facts() -> dict[str, str]:
 
 
 def container_usage(stack: Stack) -> dict[str, dict[str, float]]:
-    """CPU time used so far and memory in use now, per service (Docker's one-shot stats)."""
+    """CPU time used so far and memory in use now (the working set: usage less the inactive
+    page cache, as `docker stats` shows it), per service."""
     client = docker.from_env()
     usage: dict[str, dict[str, float]] = {}
     try:
         for service, endpoint in stack.endpoints.items():
-            stats = client.api.stats(endpoint.container_id, stream=False, one_shot=True)
-            cpu_ns = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0)
-            usage[service] = {"cpu_s": cpu_ns / 1e9, "memory_bytes": working_set(stats.get("memory_stats", {}))}
+            reading = container_reading(client, endpoint.container_id)
+            usage[service] = {"cpu_s": reading["cpu_s"], "memory_bytes": reading["memory_mb"] * 2**20}
     finally:
         client.close()
     return usage
-
-
-def working_set(memory_stats: dict[str, Any]) -> float:
-    """Memory in use as `docker stats` shows it: usage less the inactive page cache (which the
-    kernel reclaims at will; counting it made identical containers differ by 3x)."""
-    usage = float(memory_stats.get("usage", 0))
-    details = memory_stats.get("stats", {})
-    inactive = details.get("total_inactive_file", details.get("inactive_file", 0))
-    return max(usage - float(inactive), 0.0)
 
 
 def resource_metrics(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, float]:

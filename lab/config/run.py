@@ -34,6 +34,9 @@ class RunConfig(Strict):
     concurrency: int = Field(default=16, ge=1, le=10_000, description="closed loop: requests in flight")
     max_in_flight: int = Field(default=1000, ge=1, le=1_000_000)
     workers: int = Field(default=1, ge=1, le=64, description="load generator processes")
+    collect_interval_s: float = Field(
+        default=1.0, ge=0, le=60, description="resource and counter time series while a trial runs (0: off)"
+    )
     quick: QuickRun = Field(default_factory=QuickRun)
 
     @model_validator(mode="after")

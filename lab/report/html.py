@@ -459,6 +459,7 @@ def build_figures(run_dir: Path, analysis: Analysis) -> list[Figure]:
     shares = series.label_shares(samples)
     pool = series.trial_metric(trials, "pool_wait_ms")
     used = series.resources(trials)
+    cpu = series.container_cpu(run_dir)
     sweep = series.sweep_points(run_dir, analysis, trials)
     cost = series.cost_breakdown(analysis)
     colors = variant_colors(analysis, cdf, times, trials)
@@ -467,6 +468,7 @@ def build_figures(run_dir: Path, analysis: Analysis) -> list[Figure]:
         *timeline_figures(times, colors),
         share_figure(shares, colors, analysis),
         pool_figure(pool, colors),
+        cpu_figure(cpu),
         *resource_figures(used),
         sweep_figure(sweep, colors, analysis),
         cost_figure(cost, colors, analysis),
@@ -640,6 +642,38 @@ def pool_figure(pool: pl.DataFrame, colors: dict[str, str]) -> Figure | None:
         "in the order the trials ran: a drift across trials shows here."
     )
     return Figure("pool-wait", "Pool wait per trial", caption, chart)
+
+
+def cpu_figure(cpu: pl.DataFrame) -> Figure | None:
+    """CPU cores per container over each trial, from the collector's time series."""
+    if cpu.height == 0:
+        return None
+    lines = []
+    services = sorted(cpu["service"].unique().to_list())
+    for (trial, variant, service), part in cpu.sort("trial", "service", "time_s").group_by(
+        "trial", "variant", "service", maintain_order=True
+    ):
+        lines.append(
+            Series(
+                f"trial {int(trial):02d} {variant} {service}",
+                part["time_s"].to_list(),
+                part["cores"].to_list(),
+                svg.color(OTHER_COLORS + services.index(str(service))),
+                dash=DASHES[int(trial) % len(DASHES)],
+            )
+        )
+    chart = svg.line_chart(
+        "cpu-timeline",
+        "CPU per container over time",
+        lines,
+        x_label_text="seconds since the trial's load started (collector readings, 1 s apart by default)",
+        y_label_text="CPU cores used",
+    )
+    caption = (
+        "CPU cores each container used between two readings of the collector (cgroup counters, warm-up "
+        "included), one line per trial and service: a colour per service, a dash pattern per trial."
+    )
+    return Figure("cpu-timeline", "CPU per container over time", caption, chart)
 
 
 def resource_figures(used: pl.DataFrame) -> list[Figure]:

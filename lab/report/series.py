@@ -293,3 +293,34 @@ def measured_seconds(trials: pl.DataFrame) -> dict[int, float]:
     """Per trial index, the length of its measured phase (`measured_s`)."""
     frame = trial_metric(trials, "measured_s")
     return {int(t): float(v) for t, _, v in frame.iter_rows()}
+
+
+def container_cpu(run_dir: Path) -> pl.DataFrame:
+    """CPU cores each container used between the collector's readings, per trial (from each
+    trial's `timeseries.parquet`): (trial, variant, service, time_s at the interval's middle, cores)."""
+    frames = []
+    for directory in sorted((run_dir / "trials").glob("*")):
+        path = directory / "timeseries.parquet"
+        trial, _, variant = directory.name.partition("-")
+        if not path.exists() or not trial.isdigit():
+            continue
+        cpu = (
+            pl.read_parquet(path)
+            .filter((pl.col("source") == "docker") & (pl.col("metric") == "cpu_s"))
+            .sort("service", "time_s")
+            .with_columns(
+                ((pl.col("value").diff() / pl.col("time_s").diff()).over("service")).alias("cores"),
+                ((pl.col("time_s") + pl.col("time_s").shift()) / 2).over("service").alias("middle"),
+            )
+            .drop_nulls("cores")
+            .select(
+                pl.lit(int(trial), pl.Int64).alias("trial"),
+                pl.lit(variant).alias("variant"),
+                "service",
+                pl.col("middle").alias("time_s"),
+                "cores",
+            )
+        )
+        frames.append(cpu)
+    schema = {"trial": pl.Int64, "variant": pl.String, "service": pl.String, "time_s": pl.Float64, "cores": pl.Float64}
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
