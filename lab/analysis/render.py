@@ -24,6 +24,11 @@ def value(metric: Metric | None, x: float) -> str:
         return f"{100 * x:.2f} %"
     if unit == "$":
         return f"{x:,.2f}"
+    return number(x)
+
+
+def number(x: float) -> str:
+    """A plain number to about four significant digits, thousands separated."""
     if abs(x) >= 1000:
         return f"{x:,.0f}"
     if abs(x) >= 100:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Literal
 
+from lab.analysis.render import number as plain_number
+
 # Tableau 10: distinguishable, and readable on white
 PALETTE = (
     "#4e79a7",
@@ -72,13 +74,7 @@ def percent(x: float) -> str:
 
 def exact(x: float) -> str:
     """A value in a tooltip, to a sensible precision."""
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 100:
-        return f"{x:.1f}"
-    if abs(x) >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3g}"
+    return plain_number(x)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,10 @@ from lab.analysis.catalog import catalog
 from lab.analysis.render import report_lines
 from lab.analysis.runs import analyze_run, compare_runs
 from lab.analysis.stats import judge
-from lab.cli import main
 from lab.config.analysis import Target
 from lab.config.experiment import load_experiment
 from lab.errors import ConfigError
+from tests.support.cli import run_cli
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "analysis"
 GOLDEN = DATA / "golden-run"
@@ -196,15 +195,6 @@ def test_compare_refuses_another_experiment_unless_forced(golden: Path, tmp_path
     _, warnings = compare_runs(golden, other, force=True)
     assert any("--force" in w for w in warnings)
     assert any("different hosts (hostname)" in w for w in warnings)
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["lab", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_lab_analyze_writes_the_analysis_beside_the_run(

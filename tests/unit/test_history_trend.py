@@ -5,7 +5,6 @@ history must not."""
 from __future__ import annotations
 
 import json
-import sys
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from lab.analysis.history import history, wide
-from lab.cli import main
+from tests.support.cli import run_cli
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -46,15 +45,6 @@ def histories(root: Path, step: float, runs: int = 60, seed: int = 3) -> None:
     for i in range(runs):
         level = 100.0 * (1 + step if i >= runs // 2 else 1.0)
         write_run(root, i, level * (1 + 0.03 * rng.standard_normal()))
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["lab", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_history_is_in_time_order_with_host_and_config_hash(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -13,12 +12,12 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from lab.analysis.runs import analyze_run
-from lab.cli import main
 from lab.commands.analyze import analyze_and_write
 from lab.report.bundle import create_bundle, verify_bundle
 from lab.report.junit import render_junit
 from lab.report.manifest import check_files, manifest_intact, write_manifest
 from lab.report.markdown import render_markdown
+from tests.support.cli import run_cli
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "analysis"
 GOLDEN = DATA / "golden-run"
@@ -29,15 +28,6 @@ PASSING_TARGETS = "\n[targets]\ndefaults = false\nlatency_p95_ms = { below = 100
 @pytest.fixture
 def golden(tmp_path: Path) -> Path:
     return Path(shutil.copytree(GOLDEN, tmp_path / "golden-run"))
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["lab", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_report_md_matches_the_stored_expected_file() -> None:
