@@ -6,6 +6,7 @@
     ├── ImageError                an image is missing or its build failed
     ├── ModelFileError            a file is not an ONNX model the lab can load, run or quantize
     ├── ModelBuildError           the lead-scoring model cannot be built with the parameters given
+    ├── WriteError                a result cannot be written (full disk, read-only folder)
     ├── CheckFailed               exit 1: the run worked, and a target was missed or a metric regressed
     │   └── BundleInvalid         exit 1: a bundle's file differs from its manifest
     └── InfrastructureError       exit 3: a container failed to start or died under us
@@ -50,6 +51,10 @@ class ModelFileError(LabError):
 
 class ModelBuildError(LabError):
     """The model cannot be built with the parameters given."""
+
+
+class WriteError(LabError):
+    """A result could not be written (full disk, unwritable folder); nothing half-written is left."""
 
 
 class CheckFailed(LabError):

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lab.errors import WriteError
+
 
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
@@ -35,11 +37,17 @@ def atomic_output(path: Path) -> Iterator[Path]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a synced temporary file in the same folder and a rename."""
-    with atomic_output(path) as temporary, temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Write `data` to `path` via a synced temporary file in the same folder and a rename; a full
+    disk or an unwritable folder is one WriteError naming the file, and leaves no partial file."""
+    try:
+        with atomic_output(path) as temporary, temporary.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise WriteError(
+            f"cannot write {path}: {exc.strerror or exc}", hint="free some space, or set LAB_RESULTS_DIR elsewhere"
+        ) from None
 
 
 def sha256_file(path: Path) -> str:

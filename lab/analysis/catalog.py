@@ -60,6 +60,11 @@ COMMON: tuple[Metric, ...] = (
     Metric("cpu_s_per_1k", "CPU per 1k requests", "CPU-s", "lower", "relative", "derived"),  # predictions: inference
     Metric("memory_mb", "memory (all containers)", "MB", "lower", "relative", "derived"),
     Metric("cost_per_day", "projected cost per day", "$", "lower", "relative", "derived"),
+    # under an injected fault ([[faults]]; lab.analysis.resilience)
+    Metric("fault_error_rate", "failed during the fault", "share", "lower", "absolute", "trials"),
+    Metric("fault_p95_ms", "p95 during the fault", "ms", "lower", "relative", "trials"),
+    Metric("recovery_s", "time to recover after the fault", "s", "lower", "absolute", "trials"),
+    Metric("fault_lost", "requests lost in the fault", "", "lower", "absolute", "trials"),
 )
 BY_WORKLOAD: dict[str, tuple[Metric, ...]] = {
     "api": (Metric("throttle_rate", "throttled (429) rate", "share", "lower", "absolute", "samples"),),
@@ -89,7 +94,16 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 # compared as well (with a verdict), after the headline ones
-SECONDARY: tuple[str, ...] = ("latency_p50_ms", "latency_p99_ms", "throughput_rps", "error_rate", "cpu_s_per_1k")
+SECONDARY: tuple[str, ...] = (
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "throughput_rps",
+    "error_rate",
+    "cpu_s_per_1k",
+    "fault_error_rate",
+    "fault_p95_ms",
+    "recovery_s",
+)
 # requests/s of an inference variant depends on its batch size: predictions/s is the comparable one
 SKIP_SECONDARY: dict[str, tuple[str, ...]] = {"inference": ("throughput_rps",)}
 COST_REDUCTION = "cost_reduction"

@@ -34,6 +34,7 @@ from lab import __version__
 from lab.analysis.analyze import Analysis, choose_baseline
 from lab.analysis.catalog import check_names
 from lab.analysis.render import report_lines
+from lab.analysis.resilience import resilience_metrics
 from lab.analysis.runs import analyze_run
 from lab.collect.collector import Collector, container_reading
 from lab.commands.analyze import host_facts, write_analysis
@@ -45,8 +46,9 @@ from lab.loadgen.runner import LoadResult, run_load
 from lab.loadgen.schedule import Schedule
 from lab.loadgen.worker import LoadPlan
 from lab.report.manifest import utc_now, write_manifest
-from lab.report.rundir import RunDirectory
+from lab.report.rundir import RunDirectory, RunState
 from lab.stack.engine import probe_engine
+from lab.stack.faults import FaultRunner
 from lab.stack.stack import Stack, running_stack
 from lab.workloads import bind_knobs, driver_class
 from lab.workloads.base import Knobs, WorkloadDriver
@@ -193,16 +195,13 @@ def run_experiment(experiment: Experiment, options: RunOptions) -> RunOutcome:
                 rundir.set_status("running", trials_done=done, trials_total=len(order))
                 click.echo(f"  trial {index:02d} {variant:<12} " + headline(metrics))
     except KeyboardInterrupt:
-        rundir.set_status("interrupted", trials_done=done, trials_total=len(order))
-        write_manifest(rundir.path, facts | {"ended": utc_now()})
+        mark_ended(rundir, facts, "interrupted", trials_done=done, trials_total=len(order))
         raise
     except LabError as exc:
-        rundir.set_status("failed", trials_done=done, trials_total=len(order), reason=exc.one_line())
-        write_manifest(rundir.path, facts | {"ended": utc_now()})
+        mark_ended(rundir, facts, "failed", trials_done=done, trials_total=len(order), reason=exc.one_line())
         raise
     except Exception as exc:
-        rundir.set_status("failed", trials_done=done, trials_total=len(order), reason=repr(exc))
-        write_manifest(rundir.path, facts | {"ended": utc_now()})
+        mark_ended(rundir, facts, "failed", trials_done=done, trials_total=len(order), reason=repr(exc))
         raise
     rundir.set_status("complete", trials_done=done, trials_total=len(order))
     facts["ended"] = utc_now()
@@ -214,6 +213,14 @@ def run_experiment(experiment: Experiment, options: RunOptions) -> RunOutcome:
         click.echo(line)
     click.echo(f"reports: {rundir.path / 'report.md'}, {rundir.path / 'report.html'}, {rundir.path / 'junit.xml'}")
     return RunOutcome(rundir, analysis, options.mode)
+
+
+def mark_ended(rundir: RunDirectory, facts: dict[str, Any], state: RunState, **details: Any) -> None:
+    """Mark a run that did not complete (and write its manifest) - unless the disk refuses, in
+    which case the original error is the one to report, and what is on disk stays as it is."""
+    with suppress(LabError):
+        rundir.set_status(state, **details)
+        write_manifest(rundir.path, facts | {"ended": utc_now()})
 
 
 TIDY_SCHEMA = {
@@ -257,8 +264,16 @@ def run_trial(
         before = container_usage(stack)
         began = time.time()
         label = f"{experiment.name}/{variant} trial {index}"
-        with collecting(stack, settings.collect_interval_s) as collector:
-            result = run_load(plan, trial_dir, display=options.progress, label=label)
+        faults = [f for f in experiment.faults if f.applies_to(variant)]
+        runner = FaultRunner(faults, stack.endpoints, plan.schedule) if faults else None
+        try:
+            with collecting(stack, settings.collect_interval_s) as collector:
+                on_start = runner.load_started if runner else None
+                result = run_load(plan, trial_dir, display=options.progress, label=label, on_start=on_start)
+        finally:
+            fault_records = runner.finish() if runner else []
+        if fault_records:
+            rundir.write_json(f"{trial_dir.relative_to(rundir.path)}/faults.json", fault_records)
         after = container_usage(stack)
         if collector is not None:
             rundir.write_frame(f"{trial_dir.relative_to(rundir.path)}/timeseries.parquet", collector.frame())
@@ -266,6 +281,8 @@ def run_trial(
         metrics = load_metrics(result)
         metrics.update(driver.trial_metrics(result))
         metrics.update(resource_metrics(before, after))
+        if fault_records:
+            metrics.update(resilience_metrics(result.samples(), fault_records, metrics.get("fallbacks")))
     except Exception as exc:  # noqa: BLE001 - every failure of a trial becomes one line, exit 3
         fail_trial(rundir, trial_dir, index, variant, stack, exc)
     rundir.write_json(

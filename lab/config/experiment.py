@@ -17,6 +17,7 @@ from typing import Any, Literal, NoReturn, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from lab.config.analysis import AnalysisConfig, CostConfig, Target, TargetsConfig
+from lab.config.faults import FaultConfig
 from lab.config.run import RunConfig
 from lab.config.services import DEFAULT_IMAGES, SERVICE_KINDS, ServiceConfig, ServicesConfig, Strict
 from lab.errors import ConfigError
@@ -58,6 +59,7 @@ class Experiment(Strict):
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     targets: TargetsConfig = Field(default_factory=TargetsConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    faults: list[FaultConfig] = Field(default_factory=list)
     aa_of: str | None = None  # `lab aa`: the variant whose configuration both variants run
     source: str = ""  # the file's text, to point errors found later at their line
 
@@ -103,7 +105,7 @@ def load_experiment(path: Path | str) -> Experiment:
 
 def parse_experiment(raw: Mapping[str, Any], path: Path, text: str = "") -> Experiment:
     """Validate an already-parsed experiment document."""
-    known = {"experiment", "run", "services", "workload", "variants", "analysis", "targets", "cost"}
+    known = {"experiment", "run", "services", "workload", "variants", "analysis", "targets", "cost", "faults"}
     for key in raw:
         if key not in known:
             _fail(path, text, (key,), f"unknown key; expected one of: {', '.join(sorted(known))}")
@@ -140,6 +142,7 @@ def parse_experiment(raw: Mapping[str, Any], path: Path, text: str = "") -> Expe
         _fail(path, text, ("analysis", "baseline"), f"unknown variant; expected one of: {', '.join(variants)}")
     targets = _targets(raw.get("targets", {}), path, text)
     cost = _validate(CostConfig, raw.get("cost", {}), path, text, ("cost",))
+    faults = _faults(raw.get("faults", []), variants, path, text)
     return Experiment(
         path=path,
         meta=meta,
@@ -149,8 +152,25 @@ def parse_experiment(raw: Mapping[str, Any], path: Path, text: str = "") -> Expe
         analysis=analysis,
         targets=targets,
         cost=cost,
+        faults=faults,
         source=text,
     )
+
+
+def _faults(raw: Any, variants: dict[str, VariantConfig], path: Path, text: str) -> list[FaultConfig]:
+    """`[[faults]]`: each validated, its service started by the variants it applies to."""
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        _fail(path, text, ("faults",), 'expected [[faults]] tables, e.g. kind = "kill", service = "redis"')
+    faults = []
+    for index, item in enumerate(raw):
+        fault = _validate(FaultConfig, item, path, text, ("faults",))
+        for name in fault.variants or list(variants):
+            if name not in variants:
+                _fail(path, text, ("faults", "variants"), f"fault {index + 1}: unknown variant {name!r}")
+            if fault.service not in variants[name].service_configs():
+                _fail(path, text, ("faults", "service"), f"fault {index + 1}: {name} has no {fault.service} service")
+        faults.append(fault)
+    return faults
 
 
 def _targets(raw: Any, path: Path, text: str) -> TargetsConfig:

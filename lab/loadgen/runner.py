@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -64,8 +65,15 @@ class LoadResult:
         return scan_samples(self.out_dir)
 
 
-def run_load(plan: LoadPlan, out_dir: Path, display: Display = "auto", label: str = "") -> LoadResult:
-    """Run `plan` with `plan.workers` worker processes; samples and summaries go to `out_dir`."""
+def run_load(
+    plan: LoadPlan,
+    out_dir: Path,
+    display: Display = "auto",
+    label: str = "",
+    on_start: Callable[[int], None] | None = None,
+) -> LoadResult:
+    """Run `plan` with `plan.workers` worker processes; samples and summaries go to `out_dir`.
+    `on_start` is told the load's start instant (wall clock ns; samples' times count from it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     spec_paths = []
     for index in range(plan.workers):
@@ -92,6 +100,8 @@ def run_load(plan: LoadPlan, out_dir: Path, display: Display = "auto", label: st
         for path in spec_paths:
             path.unlink()  # read by now; it may hold credentials (a DSN) that must not be kept
         start_wall_ns = time.time_ns() + int(START_LEAD_S * 1e9)
+        if on_start is not None:
+            on_start(start_wall_ns)
         for process in processes:
             assert process.stdin is not None
             process.stdin.write(f"{start_wall_ns}\n")

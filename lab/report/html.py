@@ -456,6 +456,7 @@ def build_figures(run_dir: Path, analysis: Analysis) -> list[Figure]:
     trials = series.trial_metrics(run_dir)
     cdf = series.latency_cdf(samples)
     times = series.timeline(samples, series.measured_seconds(trials))
+    faults = series.fault_windows(run_dir, samples)
     shares = series.label_shares(samples)
     pool = series.trial_metric(trials, "pool_wait_ms")
     used = series.resources(trials)
@@ -465,7 +466,7 @@ def build_figures(run_dir: Path, analysis: Analysis) -> list[Figure]:
     colors = variant_colors(analysis, cdf, times, trials)
     figures = [
         latency_figure(cdf, colors, analysis),
-        *timeline_figures(times, colors),
+        *timeline_figures(times, colors, faults),
         share_figure(shares, colors, analysis),
         pool_figure(pool, colors),
         cpu_figure(cpu),
@@ -530,7 +531,7 @@ def trial_series(times: pl.DataFrame, colors: dict[str, str], column: str) -> li
     return result
 
 
-def timeline_figures(times: pl.DataFrame, colors: dict[str, str]) -> list[Figure]:
+def timeline_figures(times: pl.DataFrame, colors: dict[str, str], faults: pl.DataFrame | None = None) -> list[Figure]:
     if times.height == 0:
         return []
     times = times.sort("trial", "second")
@@ -538,6 +539,10 @@ def timeline_figures(times: pl.DataFrame, colors: dict[str, str]) -> list[Figure
     dots = isinstance(markers, int) and markers <= MARKER_BINS
     x_label = f"seconds since the trial's first intended send ({series.BIN_S:g} s bins)"
     x_range = (0.0, float(times.select(pl.max("second")).item()) + series.BIN_S)
+    windows = [
+        svg.Window(start, end, f"{label} (trial {trial:02d})")
+        for trial, label, start, end in (faults.iter_rows() if faults is not None else [])
+    ]
     throughput = svg.line_chart(
         "throughput",
         "Throughput per trial over time",
@@ -546,6 +551,7 @@ def timeline_figures(times: pl.DataFrame, colors: dict[str, str]) -> list[Figure
         y_label_text="ok completions per second",
         markers=dots,
         x_range=x_range,
+        windows=windows,
     )
     in_flight = svg.line_chart(
         "in-flight",
@@ -555,6 +561,7 @@ def timeline_figures(times: pl.DataFrame, colors: dict[str, str]) -> list[Figure
         y_label_text="requests in flight (mean)",
         markers=dots,
         x_range=x_range,
+        windows=windows,
     )
     where = (
         "Each trial's measured phase from its first intended send time, whole bins only; trials of one "

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,8 @@ from typing import Any, Literal
 
 import polars as pl
 
-from lab.errors import LabError
-from lab.files import write_atomic
+from lab.errors import LabError, WriteError
+from lab.files import atomic_output, write_atomic
 
 RunState = Literal["running", "complete", "failed", "interrupted"]
 REPO_RESULTS = Path(__file__).resolve().parents[2] / "results"
@@ -67,15 +66,11 @@ class RunDirectory:
 
     def write_frame(self, relative: str, frame: pl.DataFrame) -> Path:
         target = self.path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(descriptor)
         try:
-            frame.write_parquet(temporary)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+            with atomic_output(target) as temporary:
+                frame.write_parquet(temporary)
+        except OSError as exc:
+            raise WriteError(f"cannot write {target}: {exc.strerror or exc}", hint="free some space") from None
         return target
 
     def copy_in(self, source: Path, relative: str) -> Path:

@@ -8,6 +8,7 @@ and the report leaves that plot out; nothing here fails on a missing file or met
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -324,3 +325,33 @@ def container_cpu(run_dir: Path) -> pl.DataFrame:
         frames.append(cpu)
     schema = {"trial": pl.Int64, "variant": pl.String, "service": pl.String, "time_s": pl.Float64, "cores": pl.Float64}
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def fault_windows(run_dir: Path, frame: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """Each trial's injected faults (`faults.json`) on the timeline's axis: seconds from the
+    trial's first intended send (the records count from the load's start, warm-up included)."""
+    schema = {"trial": pl.Int64, "label": pl.String, "start": pl.Float64, "end": pl.Float64}
+    records = []
+    for directory in sorted((run_dir / "trials").glob("*")):
+        path = directory / "faults.json"
+        trial = directory.name.partition("-")[0]
+        if path.exists() and trial.isdigit():
+            for record in json.loads(path.read_text()):
+                if record.get("applied") and "start_s" in record and "end_s" in record:
+                    label = f"{record['kind']} {record['service']}"
+                    records.append((int(trial), label, float(record["start_s"]), float(record["end_s"])))
+    if not records:
+        return pl.DataFrame(schema=schema)
+    t0 = (
+        frame.lazy()
+        .group_by("trial")
+        .agg((pl.col("intended_ns").min() / 1e9).alias("t0"))
+        .collect()
+        .with_columns(pl.col("trial").cast(pl.Int64))
+    )
+    return (
+        pl.DataFrame(records, schema=schema, orient="row")
+        .join(t0, on="trial", how="left")
+        .with_columns((pl.col("start") - pl.col("t0").fill_null(0)), (pl.col("end") - pl.col("t0").fill_null(0)))
+        .drop("t0")
+    )

@@ -106,6 +106,15 @@ class Reference:
     label: str
 
 
+@dataclass(frozen=True)
+class Window:
+    """A shaded span of the x axis (an injected fault's window) on a line chart."""
+
+    start: float
+    end: float
+    label: str
+
+
 def finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
@@ -276,6 +285,7 @@ def line_chart(
     x_ticks: Sequence[tuple[float, str]] | None = None,
     x_range: tuple[float, float] | None = None,
     references: Sequence[Reference] = (),
+    windows: Sequence[Window] = (),
 ) -> str:
     """Several named series against a shared x axis (log10 when `log_x`; points with x <= 0 are then
     dropped). `markers` draws a dot per point with a tooltip; `x_ticks` replaces the automatic ticks;
@@ -313,6 +323,15 @@ def line_chart(
             f"{text(label)}</text>"
         )
     body.append(x_label(frame, x_label_text))
+    for window in windows:
+        x0, x1 = x_axis(max(window.start, x_axis.low)), x_axis(min(window.end, x_axis.high))
+        body.append(
+            f'<g class="window"><rect x="{coordinate(x0)}" y="{coordinate(frame.top)}" '
+            f'width="{coordinate(max(x1 - x0, 1.0))}" '
+            f'height="{coordinate(frame.bottom - frame.top)}" fill="#d62728" fill-opacity="0.12"/>'
+            f'<text x="{coordinate(x0)}" y="{coordinate(frame.top)}" dx="3" dy="1em" fill="#a61c1c">'
+            f"{text(window.label)}</text></g>"
+        )
     for reference in references:
         if not math.isfinite(reference.y):
             continue

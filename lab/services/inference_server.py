@@ -337,9 +337,14 @@ def parse_json_rows(body: bytes, features: int) -> np.ndarray:
         # JSON true/false become 1.0/0.0, as numpy (and most clients' serializers) treat them.
         # Straight to float32: one rounding from the JSON double, as float64 -> float32 would do.
         with np.errstate(over="ignore"):
-            return np.array(raw_rows, dtype=np.float32)
+            rows = np.array(raw_rows, dtype=np.float32)
     except (ValueError, TypeError) as exc:
         raise BadRequest(400, f"rows must hold numbers only: {exc}") from None
+    # Rows of equal-length lists ({"rows": [[[], [], ...]]}) pass the checks above as a 3-D array,
+    # which onnxruntime refused with a 500 (found by tests/unit/test_fuzz_servers.py).
+    if rows.ndim != 2:
+        raise BadRequest(400, f"rows must hold numbers only, not lists ({rows.ndim}-dimensional rows)")
+    return rows
 
 
 def json_response(document: object, status: int = 200) -> Response:

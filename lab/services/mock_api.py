@@ -5,6 +5,14 @@ given its configuration: the i-th request an upstream serves gets the i-th draw 
 upstream's own RNG (latency, simulated 5xx, completion size), whatever the other upstreams
 see. Throttled (429) and rejected (4xx) requests consume no draw.
 
+Fault windows (`POST /admin/fault`) degrade one upstream for a while without touching that
+sequence: a request served during the window still takes its own draw, then one draw of the
+upstream's separate fault RNG decides whether it is answered 503 at once (`error_rate`);
+otherwise it is served as usual with `extra_latency_ms` added to its latency (held in its
+concurrency slot, like a slow upstream, and reported in X-Mock-Latency-Ms). A new fault for
+the upstream replaces its window; `/admin/reset` clears them all. `/stats` counts per upstream
+`fault_errors` (also in `errors`) and `fault_delayed`; `fault_active` is 1 while one is in force.
+
     python -m lab.services.mock_api [--host 0.0.0.0] [--port 8080] [--config FILE]   (the defaults)
 
 Configuration is JSON from `--config FILE` or else the `MOCK_API_CONFIG` environment variable:
@@ -12,7 +20,9 @@ Configuration is JSON from `--config FILE` or else the `MOCK_API_CONFIG` environ
     {"seed": 42, "upstreams": {"crm": {"latency_median_ms": 80, "latency_p99_ms": 400,
      "error_rate": 0.01, "rate_limit_rps": 200, "concurrency": 64, "response_bytes": 2048}}}
 
-Routes: `GET /health`, `GET /stats`, `POST /admin/reset` (optional body `{"seed": n}`) and
+Routes: `GET /health`, `GET /stats`, `POST /admin/reset` (optional body `{"seed": n}`),
+`POST /admin/fault` (body `{"upstream": "llm", "extra_latency_ms": 200, "error_rate": 0.5,
+"duration_s": 3.0}`: upstream and duration_s required, the others default to 0) and
 `GET|POST /{crm,llm,listings}/{path}`. Every error body is `{"error": "..."}`.
 
 Runs inside the mock API image: imports only the standard library and starlette, uvicorn,
@@ -101,6 +111,10 @@ UPSTREAM_KEYS = (
     "response_bytes",
 )
 MAX_SEED = 2**63 - 1
+FAULT_KEYS = ("upstream", "extra_latency_ms", "error_rate", "duration_s")
+MAX_EXTRA_LATENCY_MS = 60_000.0
+MAX_FAULT_DURATION_S = 600.0
+FAULT_ERROR_STATUS = 503
 
 
 def _describe(value: object) -> str:
@@ -151,6 +165,33 @@ def _object(value: object, key_path: str, allowed: Sequence[str]) -> Mapping[str
 def parse_seed(value: object, key_path: str = "seed") -> int:
     """A seed: a non-negative integer."""
     return _integer(value, key_path, 0, MAX_SEED)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A degradation of one upstream for `duration_s` (a validated `/admin/fault` body)."""
+
+    upstream: UpstreamName
+    extra_latency_ms: float
+    error_rate: float
+    duration_s: float
+
+
+def parse_fault(raw: object) -> Fault:
+    """Validate a decoded `/admin/fault` body; raises MockApiConfigError naming the key."""
+    body = _object(raw, "(root)", FAULT_KEYS)
+    for required in ("upstream", "duration_s"):
+        if required not in body:
+            raise MockApiConfigError(required, f"required (expected keys: {', '.join(FAULT_KEYS)})")
+    upstream = body["upstream"]
+    if upstream not in UPSTREAM_NAMES:
+        raise MockApiConfigError("upstream", f"expected one of: {', '.join(UPSTREAM_NAMES)}, got {_describe(upstream)}")
+    return Fault(
+        upstream=upstream,
+        extra_latency_ms=_number(body.get("extra_latency_ms", 0), "extra_latency_ms", 0, MAX_EXTRA_LATENCY_MS),
+        error_rate=_number(body.get("error_rate", 0), "error_rate", 0, 1),
+        duration_s=_number(body["duration_s"], "duration_s", 0, MAX_FAULT_DURATION_S, low_open=True),
+    )
 
 
 def _parse_upstream(name: UpstreamName, raw: object) -> UpstreamConfig:
@@ -417,8 +458,16 @@ def render_listings(draw: Draw) -> bytes:
     return orjson.dumps({"listings": LISTINGS, "count": 5, "page": 1, "sequence": draw.sequence})
 
 
+class FaultWindow(NamedTuple):
+    """A fault in force on an upstream until `until_s` (time.monotonic())."""
+
+    until_s: float
+    extra_latency_ms: float
+    error_rate: float
+
+
 class Upstream:
-    """One emulated upstream: its RNG, token bucket, concurrency cap and counters."""
+    """One emulated upstream: its RNG, token bucket, concurrency cap, fault window and counters."""
 
     def __init__(self, name: UpstreamName, config: UpstreamConfig, seed: int) -> None:
         self.name = name
@@ -437,8 +486,11 @@ class Upstream:
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
-        """Restart the draw sequence, refill the bucket and zero the counters (not the live gauges)."""
+        """Restart the draw sequences, refill the bucket, clear the fault and zero the counters (not the
+        live gauges)."""
         self.rng = random.Random(f"{seed}:{self.name}")
+        self.fault_rng = random.Random(f"{seed}:{self.name}:fault")
+        self.fault: FaultWindow | None = None
         self.draws = 0
         self.bucket_tokens = self.bucket_capacity
         self.bucket_updated_s = time.monotonic()
@@ -449,6 +501,31 @@ class Upstream:
         self.queued = 0  # requests that had to wait for a slot, since start or reset
         self.max_in_flight = self.in_flight
         self.usage_tokens = 0
+        self.fault_errors = 0  # answered 503 by a fault window (also counted in errors)
+        self.fault_delayed = 0  # served with a fault window's extra latency
+
+    def start_fault(self, fault: Fault) -> None:
+        """Degrade this upstream from now for `fault.duration_s`, replacing any window in force."""
+        until_s = time.monotonic() + fault.duration_s
+        self.fault = FaultWindow(until_s, fault.extra_latency_ms, fault.error_rate)
+
+    def faulted(self, fault: FaultWindow, latency_ms: float) -> float | None:
+        """The latency of a request that drew `latency_ms` under `fault`, or None: answer it 503 now.
+
+        A window that has ended is cleared here, by the first request after it.
+        """
+        if time.monotonic() >= fault.until_s:
+            self.fault = None
+            return latency_ms
+        # always one draw per request in a window, from the fault's own RNG
+        if self.fault_rng.random() < fault.error_rate:
+            self.fault_errors += 1
+            self.errors += 1
+            return None
+        if fault.extra_latency_ms > 0:
+            self.fault_delayed += 1
+            return latency_ms + fault.extra_latency_ms
+        return latency_ms
 
     def take_token(self) -> float | None:
         """Take a rate-limit token; None if granted, else the seconds until one is available."""
@@ -514,7 +591,9 @@ class Upstream:
         return b"".join((body[:-1], PADDING_KEY, self.padding[:missing], b'"}'))
 
     def stats(self) -> dict[str, int]:
-        """Counters since start or reset (queued: requests that waited for a slot), and live gauges."""
+        """Counters since start or reset (queued: requests that waited for a slot), and live gauges
+        (fault_active: 1 while a fault window is in force)."""
+        fault = self.fault
         return {
             "requests": self.requests,
             "ok": self.ok,
@@ -525,6 +604,9 @@ class Upstream:
             "queued": self.queued,
             "waiting": self.waiting,
             "tokens": self.usage_tokens,
+            "fault_errors": self.fault_errors,
+            "fault_delayed": self.fault_delayed,
+            "fault_active": int(fault is not None and time.monotonic() < fault.until_s),
         }
 
 
@@ -592,6 +674,27 @@ class MockApi:
         self.rejected = dict.fromkeys(REJECTED_STATUSES, 0)
         return json_response(200, {"status": "reset", "seed": self.seed})
 
+    async def fault(self, request: Request) -> Response:
+        """Degrade one upstream for a window that starts now; answers the fault as understood."""
+        body = await read_json_object(request)
+        if body is None:
+            raise RejectedRequest(400, f"a fault needs a JSON object body with keys {', '.join(FAULT_KEYS)}")
+        try:
+            fault = parse_fault(body)
+        except MockApiConfigError as error:
+            raise RejectedRequest(400, str(error)) from None
+        self.upstreams[fault.upstream].start_fault(fault)
+        return json_response(
+            200,
+            {
+                "status": "fault",
+                "upstream": fault.upstream,
+                "extra_latency_ms": fault.extra_latency_ms,
+                "error_rate": fault.error_rate,
+                "duration_s": fault.duration_s,
+            },
+        )
+
     async def serve(self, name: UpstreamName, scope: Scope, receive: Receive, send: Send) -> None:
         """One upstream call: validate, throttle, draw, queue for a slot, wait, answer.
 
@@ -611,8 +714,17 @@ class MockApi:
             await send_json(send, 429, orjson.dumps({"error": message}), (b"retry-after", retry_after))
             return
         draw = upstream.draw()
-        await upstream.hold_slot(draw.latency_ms / 1000.0)
-        latency_header = (b"x-mock-latency-ms", f"{draw.latency_ms:.3f}".encode())
+        latency_ms = draw.latency_ms
+        fault = upstream.fault
+        if fault is not None:  # the hot path's only cost of fault injection is this check
+            faulted_ms = upstream.faulted(fault, latency_ms)
+            if faulted_ms is None:
+                error = {"error": f"injected fault {FAULT_ERROR_STATUS} from {name}"}
+                await send_json(send, FAULT_ERROR_STATUS, orjson.dumps(error), (b"x-mock-latency-ms", b"0.000"))
+                return
+            latency_ms = faulted_ms
+        await upstream.hold_slot(latency_ms / 1000.0)
+        latency_header = (b"x-mock-latency-ms", f"{latency_ms:.3f}".encode())
         if draw.error_status is not None:
             upstream.errors += 1
             error = {"error": f"simulated upstream error {draw.error_status} from {name}"}
@@ -664,6 +776,7 @@ def create_app(config: MockApiConfig) -> Starlette:
         Route("/health", api.health, methods=["GET"]),
         Route("/stats", api.stats, methods=["GET"]),
         Route("/admin/reset", api.reset, methods=["POST"]),
+        Route("/admin/fault", api.fault, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={RejectedRequest: api.reject, HTTPException: api.reject})
     # `/health/` is a 404 like any unknown path, not a redirect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,9 +28,17 @@ def lab_container_kwargs(config: ServiceConfig, labels: dict[str, str]) -> dict[
 
 
 def publish_on_loopback(container: DockerContainer, port: int) -> None:
-    """Publish a container port on 127.0.0.1 only, on a free host port."""
+    """Publish a container port on 127.0.0.1 only, on a free host port chosen now: a fixed port
+    survives the container's restart (Docker gives an ephemeral binding a new port each time it
+    starts, measured), so clients reconnect after a kill/stop/restart fault."""
     container.ports.pop(str(port), None)
-    container.ports[f"{port}/tcp"] = (LOOPBACK, None)  # type: ignore[assignment]
+    container.ports[f"{port}/tcp"] = (LOOPBACK, free_loopback_port())  # type: ignore[assignment]
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
 
 
 def host_port(container: DockerContainer, port: int) -> int:

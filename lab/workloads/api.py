@@ -320,6 +320,9 @@ def mock_api_metrics(document: dict[str, Any]) -> dict[str, float]:
     for name, counters in document["upstreams"].items():
         for key in ("requests", "ok", "errors", "throttled", "max_in_flight", "queued"):
             metrics[f"mock_{name}_{key}"] = float(counters[key])
+        for key, value in counters.items():  # an injected fault window's effects (`/admin/fault`)
+            if key.startswith("fault_") and isinstance(value, int | float):
+                metrics[f"mock_{name}_{key}"] = float(value)
         for key in totals:
             totals[key] += float(counters[key])
     metrics.update({f"mock_{key}": value for key, value in totals.items()})

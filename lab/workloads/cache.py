@@ -22,6 +22,17 @@ it is ready, so outside the measured run - each worker reads the min(l1_size, ke
 keys (by the known Zipf ranking) from Postgres and puts them into its L1 and into Redis. The
 time it takes is reported as `warming_s`; it is a real cost, just not a per-request one.
 
+Fallback (`fallback = true`, for fault-injection experiments): when Redis fails - refused or
+reset connections, a timeout (`redis_timeout_ms`; Redis killed, stopped or paused), an error
+reply - the lookup reads Postgres instead and succeeds as an "l3" lookup, counted in the
+operation's `fallbacks`. A failure also skips Redis for `redis_backoff_ms`: lookups then go
+straight to Postgres (counted `redis_skipped`), so a dead Redis costs each lookup nothing,
+let alone a timeout. After the back-off one lookup at a time probes Redis again (the others
+keep falling back until it answers), so a Redis that came back is used again within about
+one back-off. A failure also drops the pool's idle connections: after a restart on the same
+port they are dead, and the next lookups reconnect instead of finding that out one by one.
+Without fallback a Redis failure is an "error:redis" lookup, every time.
+
 A note for reading results: a cold L1 only feels its size once it is full. In a trial of a few
 thousand lookups a 5,000-entry L1 never fills (10,000 Zipf(1.1) draws over 200,000 keys touch
 about 3,300 distinct keys), so without warming L1 size barely matters in short trials.
@@ -35,10 +46,14 @@ Metrics (`trial_metrics`), from the measured phase's samples; a lookup is a comp
                   per tier (l1_p50_ms, ...; NaN for a tier that answered nothing)
     l1_bytes      estimated memory of all workers' L1 at the end of the run (see LruCache)
     errors        failed lookups (error_rate = errors / lookups)
+    fallbacks     lookups served by Postgres because Redis failed or was being skipped (part of
+                  l3_share); fallback_share = fallbacks / lookups, both from the operation's
+                  counters, which cover the whole run (warm-up included: it cannot tell the phases apart)
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import sys
 import time
@@ -76,6 +91,11 @@ SELECT_VALUE: Final = "SELECT value FROM cache_items WHERE key = %s"
 COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 COPY_TRAILER: Final = struct.pack(">h", -1)
 
+# lookups = hits_l1 + hits_l2 + hits_l3 + errors; fallbacks (part of hits_l3) were served by
+# Postgres because Redis failed; redis_skipped of them skipped Redis during a back-off;
+# redis_failures: Redis errors and timeouts that started a back-off (fallback only)
+COUNTS: Final = ("lookups", "hits_l1", "hits_l2", "hits_l3", "errors", "fallbacks", "redis_skipped", "redis_failures")
+
 L1_HIT: Final = CallResult("ok", "l1")
 L2_HIT: Final = CallResult("ok", "l2")
 L3_HIT: Final = CallResult("ok", "l3")
@@ -95,6 +115,16 @@ class CacheKnobs(Knobs):
     value_bytes: int = Field(default=256, ge=1, le=65_536, description="size of each cached value")
     redis_pool: int = Field(default=32, ge=1, le=1_024, description="Redis connections per worker")
     postgres_pool: int = Field(default=8, ge=1, le=500, description="Postgres connections per worker")
+    fallback: bool = Field(default=False, description="serve a lookup from Postgres when Redis fails, not an error")
+    redis_timeout_ms: int = Field(
+        default=int(REQUEST_TIMEOUT_S * 1000),
+        ge=1,
+        le=600_000,
+        description="Redis connect, command and free-connection timeout (a failure once it passes)",
+    )
+    redis_backoff_ms: int = Field(
+        default=200, ge=0, le=600_000, description="with fallback: how long to skip Redis after it failed"
+    )
 
     @model_validator(mode="after")
     def seed_fits(self) -> CacheKnobs:
@@ -199,9 +229,14 @@ class CacheOperation:
         self.l1 = LruCache(knobs.l1_size)
         self.redis = redis_client
         self.postgres = postgres
-        self.counts = {name: 0 for name in ("lookups", "hits_l1", "hits_l2", "hits_l3", "errors")}
+        self.counts = dict.fromkeys(COUNTS, 0)
         self.warming_s = 0.0
         self.warmed_keys = 0
+        # with fallback, after a Redis failure: skip Redis until `redis_retry_at_s`, then let one
+        # lookup at a time (the probe) try it until one succeeds
+        self.redis_down = False
+        self.redis_retry_at_s = 0.0
+        self.redis_probing = False
 
     async def call(self, seq: int) -> CallResult:
         counts = self.counts
@@ -211,35 +246,85 @@ class CacheOperation:
         if value is not None:
             counts["hits_l1"] += 1
             return L1_HIT
+        if not self.redis_down:
+            return await self.through_redis(key)
+        if self.redis_probing or time.monotonic() < self.redis_retry_at_s:
+            counts["redis_skipped"] += 1
+            return await self.fall_back(key)
+        self.redis_probing = True
+        try:
+            return await self.through_redis(key)
+        finally:
+            self.redis_probing = False
+
+    async def through_redis(self, key: int) -> CallResult:
+        """L2, then L3 filling L2 (cache-aside); with fallback a Redis failure ends in L3 all the same."""
+        counts = self.counts
         name = redis_key(key)
         try:
             value = cast(bytes | None, await self.redis.get(name))
         except RedisError:
-            counts["errors"] += 1
-            return REDIS_ERROR
+            if not self.knobs.fallback:
+                counts["errors"] += 1
+                return REDIS_ERROR
+            await self.redis_failed()
+            return await self.fall_back(key)
+        self.redis_down = False
         if value is not None:
             self.l1.put(key, value)
             counts["hits_l2"] += 1
             return L2_HIT
+        found = await self.read_l3(key)
+        if isinstance(found, CallResult):
+            return found
+        try:
+            await self.redis.set(name, found, ex=self.knobs.l2_ttl_s)
+        except RedisError:
+            if not self.knobs.fallback:
+                counts["errors"] += 1
+                return REDIS_ERROR
+            await self.redis_failed()
+            counts["fallbacks"] += 1  # the value is good; only filling L2 failed
+        self.l1.put(key, found)
+        counts["hits_l3"] += 1
+        return L3_HIT
+
+    async def read_l3(self, key: int) -> bytes | CallResult:
+        """The key's value from Postgres, or the failed lookup's result (counted as an error)."""
         try:
             async with self.postgres.connection() as connection:
                 cursor = await connection.execute(SELECT_VALUE, (key,), binary=True)
                 row = await cursor.fetchone()
         except psycopg.Error:  # includes the pool's PoolTimeout
-            counts["errors"] += 1
+            self.counts["errors"] += 1
             return POSTGRES_ERROR
         if row is None:
-            counts["errors"] += 1
+            self.counts["errors"] += 1
             return MISSING
-        value = bytes(row[0])
-        try:
-            await self.redis.set(name, value, ex=self.knobs.l2_ttl_s)
-        except RedisError:
-            counts["errors"] += 1
-            return REDIS_ERROR
-        self.l1.put(key, value)
-        counts["hits_l3"] += 1
+        return bytes(row[0])
+
+    async def fall_back(self, key: int) -> CallResult:
+        """Serve a lookup from L3 (and L1) without Redis."""
+        found = await self.read_l3(key)
+        if isinstance(found, CallResult):
+            return found
+        self.l1.put(key, found)
+        self.counts["hits_l3"] += 1
+        self.counts["fallbacks"] += 1
         return L3_HIT
+
+    async def redis_failed(self) -> None:
+        """Skip Redis for the back-off and drop its idle connections.
+
+        After Redis restarts on the same port those connections are dead; dropped, the lookups
+        after the back-off connect anew instead of each finding a dead one (and a new back-off).
+        """
+        self.counts["redis_failures"] += 1
+        self.redis_down = True
+        self.redis_retry_at_s = time.monotonic() + self.knobs.redis_backoff_ms / 1000
+        # a close that times out is no matter: redis-py has let go of the socket all the same
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.connection_pool.disconnect(inuse_connections=False)
 
     async def warm(self) -> None:
         """Load the hottest min(l1_size, keys) keys into L1 and L2, hottest most recently used."""
@@ -279,6 +364,25 @@ class CacheOperation:
             await self.postgres.close()
 
 
+def redis_pool_client(host: str, port: int, knobs: CacheKnobs) -> redis.asyncio.Redis:
+    """A Redis client over a pool of `redis_pool` connections, each wait bounded by `redis_timeout_ms`.
+
+    A blocking pool waits for a free connection instead of failing at `redis_pool` in use. The
+    pool's connections do not retry (unlike a client built without a pool), so a failure is
+    seen after one timeout; a connection that failed is closed and the next use reconnects.
+    """
+    timeout_s = knobs.redis_timeout_ms / 1000
+    pool = redis.asyncio.BlockingConnectionPool(
+        host=host,
+        port=port,
+        max_connections=knobs.redis_pool,
+        timeout=timeout_s,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+    )
+    return redis.asyncio.Redis.from_pool(pool)
+
+
 async def cache_operation(params: dict[str, Any]) -> CacheOperation:
     """The operation factory a load worker awaits: connect both pools, warm if asked."""
     knobs = CacheKnobs.model_validate(params["knobs"])
@@ -286,16 +390,7 @@ async def cache_operation(params: dict[str, Any]) -> CacheOperation:
     # each worker its own key stream, otherwise all workers replay the same stream.
     seed = np.random.SeedSequence([int(params["trial_seed"]), int(params.get("worker_index", 0)), KEYS_STREAM])
     keys = ZipfKeys(zipf_cdf(knobs.keys, knobs.zipf_s), np.random.default_rng(seed))
-    # A blocking pool waits for a free connection instead of failing at `redis_pool` in use.
-    redis_pool = redis.asyncio.BlockingConnectionPool(
-        host=params["redis_host"],
-        port=int(params["redis_port"]),
-        max_connections=knobs.redis_pool,
-        timeout=REQUEST_TIMEOUT_S,
-        socket_timeout=REQUEST_TIMEOUT_S,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-    )
-    redis_client = redis.asyncio.Redis.from_pool(redis_pool)
+    redis_client = redis_pool_client(params["redis_host"], int(params["redis_port"]), knobs)
     postgres: AsyncConnectionPool[Any] = AsyncConnectionPool(
         params["postgres_dsn"],
         min_size=knobs.postgres_pool,
@@ -441,6 +536,10 @@ def cache_metrics(samples: pl.LazyFrame, operation_stats: list[dict[str, float]]
     metrics["l1_bytes"] = sum(stats.get("l1_bytes", 0.0) for stats in operation_stats)
     metrics["l1_entries"] = sum(stats.get("l1_entries", 0.0) for stats in operation_stats)
     metrics["warming_s"] = max((stats.get("warming_s", 0.0) for stats in operation_stats), default=0.0)
+    # the operations' counters: whole run (warm-up included), both sides of the share alike
+    fallbacks = sum(stats.get("fallbacks", 0.0) for stats in operation_stats)
+    metrics["fallbacks"] = fallbacks
+    metrics["fallback_share"] = share(fallbacks, sum(stats.get("lookups", 0.0) for stats in operation_stats))
     return metrics
 
 

@@ -336,6 +336,190 @@ def test_reset_zeroes_counters_and_validates_its_body() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# fault windows
+
+
+async def post_fault(session: aiohttp.ClientSession, base: str, **fault: Any) -> Answer:
+    answer = await call(session, "POST", f"{base}/admin/fault", json=fault)
+    assert answer.status == 200, answer.body
+    return answer
+
+
+def test_fault_latency_is_added_during_the_window_and_not_after() -> None:
+    window_s = 1.0
+
+    async def scenario(base: str) -> tuple[Answer, list[Answer], list[Answer], list[Answer], list[dict[str, Any]]]:
+        async with aiohttp.ClientSession() as session:
+            began = time.perf_counter()
+            fault = await post_fault(session, base, upstream="llm", extra_latency_ms=50, duration_s=window_s)
+            during = [await call(session, "GET", f"{base}/llm/v1/x") for _ in range(3)]
+            other = [await call(session, "GET", f"{base}/crm/c/1") for _ in range(3)]
+            stats = [await get_stats(session, base)]
+            await asyncio.sleep(max(0.0, began + window_s + 0.1 - time.perf_counter()))
+            after = [await call(session, "GET", f"{base}/llm/v1/x") for _ in range(3)]
+            return fault, during, other, after, [*stats, await get_stats(session, base)]
+
+    with running_mock_api({"upstreams": ZERO_LATENCY}) as base:
+        fault, during, other, after, (in_window, later) = asyncio.run(scenario(base))
+    assert fault.json() == {
+        "status": "fault",
+        "upstream": "llm",
+        "extra_latency_ms": 50.0,
+        "error_rate": 0.0,  # the defaults, as understood
+        "duration_s": 1.0,
+    }
+    assert [a.status for a in during + other + after] == [200] * 9
+    assert {a.headers["X-Mock-Latency-Ms"] for a in during} == {"50.000"}
+    assert all(a.latency_ms >= 49.0 for a in during)  # 1 ms: uvloop's timer granularity
+    # other upstreams are untouched, and the window ends on time
+    assert {a.headers["X-Mock-Latency-Ms"] for a in other + after} == {"0.000"}
+    assert in_window["upstreams"]["llm"]["fault_active"] == 1 and in_window["upstreams"]["crm"]["fault_active"] == 0
+    llm = later["upstreams"]["llm"]
+    assert (llm["fault_active"], llm["fault_delayed"], llm["fault_errors"]) == (0, 3, 0)
+    assert (llm["requests"], llm["ok"], llm["errors"]) == (6, 6, 0)
+    assert later["upstreams"]["crm"]["fault_delayed"] == 0
+
+
+def test_fault_errors_follow_the_error_rate_are_counted_and_cleared_by_reset() -> None:
+    requests = 200
+
+    async def scenario(base: str) -> tuple[list[Answer], dict[str, Any], list[int], dict[str, Any]]:
+        async with aiohttp.ClientSession() as session:
+            await post_fault(session, base, upstream="crm", error_rate=0.5, duration_s=60)
+            faulted = [await call(session, "GET", f"{base}/crm/c/1") for _ in range(requests)]
+            stats = await get_stats(session, base)
+            reset = await call(session, "POST", f"{base}/admin/reset")
+            assert reset.status == 200
+            after_reset = [(await call(session, "GET", f"{base}/crm/c/1")).status for _ in range(20)]
+            return faulted, stats, after_reset, await get_stats(session, base)
+
+    config = {"seed": 4, "upstreams": ZERO_LATENCY}
+    with running_mock_api(config) as first, running_mock_api(config) as second:
+        faulted, stats, after_reset, reset_stats = asyncio.run(scenario(first))
+        again, _, _, _ = asyncio.run(scenario(second))
+    statuses = [a.status for a in faulted]
+    assert set(statuses) == {200, 503}
+    injected = statuses.count(503)
+    assert 0.3 * requests <= injected <= 0.7 * requests
+    assert statuses == [a.status for a in again]  # the fault's draws are seeded too
+    assert all(a.json() == {"error": "injected fault 503 from crm"} for a in faulted if a.status == 503)
+    crm = stats["upstreams"]["crm"]
+    assert (crm["fault_errors"], crm["errors"], crm["ok"], crm["requests"]) == (
+        injected,
+        injected,
+        requests - injected,
+        requests,
+    )
+    assert crm["fault_delayed"] == 0 and crm["fault_active"] == 1
+    # request i still took crm's own draw i: an injected 503 does not shift the others
+    assert [a.json()["sequence"] for a in faulted if a.status == 200] == [i for i, s in enumerate(statuses) if s == 200]
+    assert after_reset == [200] * 20
+    assert reset_stats["upstreams"]["crm"]["fault_active"] == 0
+    assert reset_stats["upstreams"]["crm"]["fault_errors"] == 0 and reset_stats["upstreams"]["crm"]["ok"] == 20
+
+
+def test_a_latency_window_leaves_the_upstreams_own_sequence_unchanged() -> None:
+    upstreams = {**ZERO_LATENCY, "crm": {"latency_median_ms": 2, "latency_p99_ms": 8, "error_rate": 0.3}}
+    extra_ms, window_s = 20.0, 0.5
+
+    async def run(base: str, *, with_fault: bool) -> tuple[list[Answer], dict[str, Any]]:
+        async with aiohttp.ClientSession() as session:
+            began = time.perf_counter()
+            if with_fault:
+                await post_fault(session, base, upstream="crm", extra_latency_ms=extra_ms, duration_s=window_s)
+            answers = [await call(session, "GET", f"{base}/crm/c/1") for _ in range(10)]
+            await asyncio.sleep(max(0.0, began + window_s + 0.1 - time.perf_counter()))
+            answers += [await call(session, "GET", f"{base}/crm/c/1") for _ in range(10)]
+            return answers, await get_stats(session, base)
+
+    config = {"seed": 5, "upstreams": upstreams}
+    with running_mock_api(config) as plain_base, running_mock_api(config) as fault_base:
+        plain, _ = asyncio.run(run(plain_base, with_fault=False))
+        faulted, stats = asyncio.run(run(fault_base, with_fault=True))
+    # the same statuses and bodies (sequence numbers, simulated errors) request by request
+    assert [(a.status, a.body) for a in faulted] == [(a.status, a.body) for a in plain]
+    assert 0 < sum(a.status != 200 for a in plain) < 20  # the sequence has errors to keep in place
+    # and the same drawn latencies, plus the extra while the window lasted (a prefix of the requests)
+    added_ms = [
+        float(f.headers["X-Mock-Latency-Ms"]) - float(p.headers["X-Mock-Latency-Ms"])
+        for f, p in zip(faulted, plain, strict=True)
+    ]
+    delayed = [abs(added - extra_ms) < 0.002 for added in added_ms]
+    assert all(delayed[:1]) and not any(delayed[10:]), added_ms
+    assert delayed == sorted(delayed, reverse=True), added_ms
+    assert all(is_delayed or abs(added) < 0.002 for is_delayed, added in zip(delayed, added_ms, strict=True))
+    crm = stats["upstreams"]["crm"]
+    assert crm["fault_delayed"] == sum(delayed) and crm["fault_errors"] == 0
+
+
+def test_a_new_fault_replaces_the_window_in_force() -> None:
+    async def scenario(base: str) -> tuple[list[int], list[int], dict[str, Any]]:
+        async with aiohttp.ClientSession() as session:
+            await post_fault(session, base, upstream="listings", error_rate=1.0, duration_s=60)
+            broken = [(await call(session, "GET", f"{base}/listings/s")).status for _ in range(5)]
+            await post_fault(session, base, upstream="listings", extra_latency_ms=5, duration_s=60)
+            slow = [await call(session, "GET", f"{base}/listings/s") for _ in range(5)]
+            return (
+                broken,
+                [a.status for a in slow if a.headers["X-Mock-Latency-Ms"] == "5.000"],
+                await get_stats(session, base),
+            )
+
+    with running_mock_api({"upstreams": ZERO_LATENCY}) as base:
+        broken, slow, stats = asyncio.run(scenario(base))
+    assert broken == [503] * 5 and slow == [200] * 5
+    listings = stats["upstreams"]["listings"]
+    assert (listings["fault_errors"], listings["fault_delayed"], listings["fault_active"]) == (5, 5, 1)
+
+
+def test_bad_fault_requests_get_a_json_400_and_change_nothing() -> None:
+    bad_faults: list[tuple[dict[str, Any], int, str]] = [
+        ({}, 400, "a fault needs a JSON object body with keys upstream, extra_latency_ms"),
+        ({"json": {"duration_s": 1}}, 400, "upstream: required"),
+        ({"json": {"upstream": "llm"}}, 400, "duration_s: required"),
+        (
+            {"json": {"upstream": "payments", "duration_s": 1}},
+            400,
+            "upstream: expected one of: crm, llm, listings, got 'payments'",
+        ),
+        ({"json": {"upstream": ["llm"], "duration_s": 1}}, 400, "upstream: expected one of: crm, llm, listings"),
+        ({"json": {"upstream": "llm", "duration_s": 0}}, 400, "duration_s: expected a number in (0, 600], got 0"),
+        ({"json": {"upstream": "llm", "duration_s": 601}}, 400, "duration_s: expected a number in (0, 600]"),
+        (
+            {"json": {"upstream": "llm", "duration_s": 1, "error_rate": 1.5}},
+            400,
+            "error_rate: expected a number in [0, 1]",
+        ),
+        ({"json": {"upstream": "llm", "duration_s": 1, "error_rate": "0.5"}}, 400, "error_rate: expected a number"),
+        ({"json": {"upstream": "llm", "duration_s": 1, "extra_latency_ms": -1}}, 400, "extra_latency_ms: expected a"),
+        ({"json": {"upstream": "llm", "duration_s": 1, "extra_latency_ms": True}}, 400, "extra_latency_ms: expected"),
+        ({"json": {"upstream": "llm", "duration_s": 1, "latency_ms": 5}}, 400, "latency_ms: unknown key"),
+        ({"json": [1]}, 400, "must be a JSON object"),
+        ({"data": b"{}", "headers": {"Content-Type": "text/plain"}}, 415, "Content-Type must be application/json"),
+    ]
+
+    async def scenario(base: str) -> tuple[list[Answer], Answer, list[Answer], dict[str, Any]]:
+        async with aiohttp.ClientSession() as session:
+            answers = [await call(session, "POST", f"{base}/admin/fault", **kwargs) for kwargs, _, _ in bad_faults]
+            wrong_method = await call(session, "GET", f"{base}/admin/fault")
+            served = [await call(session, "GET", f"{base}/{name}/x") for name in ("crm", "llm", "listings")]
+            return answers, wrong_method, served, await get_stats(session, base)
+
+    with running_mock_api({"upstreams": ZERO_LATENCY}) as base:
+        answers, wrong_method, served, stats = asyncio.run(scenario(base))
+    for (kwargs, status, message), answer in zip(bad_faults, answers, strict=True):
+        assert answer.status == status, (kwargs, answer.body)
+        assert answer.headers["Content-Type"] == "application/json"
+        error = answer.json()
+        assert set(error) == {"error"} and message in error["error"], (kwargs, error)
+    assert wrong_method.status == 405 and wrong_method.headers["Allow"] == "POST"
+    assert [a.status for a in served] == [200] * 3
+    assert {a.headers["X-Mock-Latency-Ms"] for a in served} == {"0.000"}
+    assert stats["rejected"]["400"] == 13 and stats["rejected"]["415"] == 1
+    assert all(upstream["fault_active"] == 0 for upstream in stats["upstreams"].values())
+
+
+# ---------------------------------------------------------------------------------------------
 # configuration
 
 

@@ -184,3 +184,35 @@ def test_exit_2_for_a_path_that_is_not_a_run(monkeypatch: pytest.MonkeyPatch) ->
     assert run_cli(monkeypatch, "report", "/nonexistent") == 2
     assert run_cli(monkeypatch, "bundle", "/nonexistent") == 2
     assert run_cli(monkeypatch, "bundle", "verify", "/nonexistent.tar.gz") == 2
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from lab.errors import WriteError
+    from lab.files import write_atomic
+
+    target = tmp_path / "status.json"
+    target.write_text('{"state": "running"}')
+
+    def no_space(_: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(WriteError, match=r"cannot write .*status\.json: No space left on device"):
+        write_atomic(target, b'{"state": "complete"}')
+    assert target.read_text() == '{"state": "running"}'  # the old file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]  # no temporary left
+
+
+def test_an_unwritable_results_folder_is_one_clear_error(tmp_path: Path) -> None:
+    from lab.errors import LabError
+    from lab.report.rundir import RunDirectory
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(LabError, match="cannot create a run directory"):
+        RunDirectory.create("x", blocker / "results")
