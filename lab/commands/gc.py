@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import docker
 
+from lab.report.rundir import mark_abandoned, results_root
 from lab.stack.engine import probe_engine
 from lab.stack.ownership import reap_orphans
 
@@ -19,3 +20,5 @@ def run_gc(everything: bool) -> None:
     for name in removed:
         click.echo(f"removed {name}")
     click.echo(f"{len(removed)} container(s) removed")
+    for run in mark_abandoned(results_root()):
+        click.echo(f"marked {run} interrupted: its lab process is gone")

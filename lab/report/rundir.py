@@ -13,17 +13,40 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
 from lab.errors import LabError, WriteError
-from lab.files import atomic_output, write_atomic
+from lab.files import atomic_output, read_json, write_atomic
+from lab.stack.ownership import Owner
 
 RunState = Literal["running", "complete", "failed", "interrupted"]
 REPO_RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def mark_abandoned(root: Path) -> list[Path]:
+    """Run directories still saying `running` whose process is gone (killed): mark them
+    `interrupted`, keeping what they recorded. Returns the ones marked."""
+    marked = []
+    for path in sorted(root.glob("*/status.json")) if root.is_dir() else []:
+        status = read_json(path)
+        owner = status.get("owner")
+        if status.get("state") != "running" or not isinstance(owner, dict):
+            continue
+        try:
+            alive = Owner(**owner).is_alive()
+        except TypeError:
+            continue
+        if not alive:
+            kept = {k: v for k, v in status.items() if k not in ("state", "updated", "owner")}
+            RunDirectory(path.parent, path.parent.name).set_status(
+                "interrupted", **kept, reason="the lab process ended without finishing (killed)"
+            )
+            marked.append(path.parent)
+    return marked
 
 
 def results_root() -> Path:
@@ -80,6 +103,10 @@ class RunDirectory:
         return target
 
     def set_status(self, state: RunState, **details: Any) -> None:
+        """Write `status.json`; a running run names its process, so that a run whose process was
+        killed can be told apart later (`lab gc` marks it interrupted)."""
+        if state == "running":
+            details = {**details, "owner": asdict(Owner.current())}
         self.write_json(
             "status.json", {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **details}
         )

@@ -60,8 +60,11 @@ def test_an_interrupted_run_is_marked_kept_and_reportable(
     status = json.loads((run / "status.json").read_text())
     if signum == signal.SIGKILL:
         assert process.returncode == -signal.SIGKILL
-        assert status["state"] == "running"  # nobody was left to say otherwise
-        assert run_lab("gc").returncode == 0
+        assert status["state"] == "running"  # nobody was left to say otherwise ...
+        gc = run_lab("gc", env={"LAB_RESULTS_DIR": str(results)})
+        assert gc.returncode == 0 and "interrupted" in gc.stdout, gc.stdout
+        status = json.loads((run / "status.json").read_text())  # ... until `lab gc` looked
+        assert status["state"] == "interrupted" and "killed" in status["reason"]
     else:
         assert process.returncode == 130, stderr
         assert "Traceback" not in stderr

@@ -216,3 +216,25 @@ def test_an_unwritable_results_folder_is_one_clear_error(tmp_path: Path) -> None
     blocker.write_text("not a folder")
     with pytest.raises(LabError, match="cannot create a run directory"):
         RunDirectory.create("x", blocker / "results")
+
+
+def test_gc_marks_a_run_whose_process_was_killed_and_leaves_live_ones(tmp_path: Path) -> None:
+    import subprocess
+    from dataclasses import asdict
+
+    from lab.report.rundir import RunDirectory, mark_abandoned
+    from lab.stack.ownership import Owner
+
+    live = RunDirectory(tmp_path / "live", "live")
+    live.path.mkdir()
+    live.set_status("running", trials_done=1)
+    dead = RunDirectory(tmp_path / "dead", "dead")
+    dead.path.mkdir()
+    child = subprocess.Popen(["sleep", "0"])
+    owner = Owner(pid=child.pid, start_ticks="1", host=Owner.current().host, boot_id=Owner.current().boot_id)
+    child.wait()
+    dead.write_json("status.json", {"state": "running", "trials_done": 2, "owner": asdict(owner)})
+    assert mark_abandoned(tmp_path) == [dead.path]
+    status = json.loads((dead.path / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["trials_done"] == 2 and "killed" in status["reason"]
+    assert json.loads((live.path / "status.json").read_text())["state"] == "running"
