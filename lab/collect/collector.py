@@ -21,7 +21,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -172,17 +172,15 @@ POSTGRES_KEYS = (
 )
 
 
-class Probe:
+class Probe(Protocol):
     """A service's own counters, read on every tick."""
 
-    def read(self) -> dict[str, float]:
-        raise NotImplementedError
+    def read(self) -> dict[str, float]: ...
 
-    def close(self) -> None:
-        """Release the probe's connection (none by default)."""
+    def close(self) -> None: ...
 
 
-class RedisProbe(Probe):
+class RedisProbe:
     def __init__(self, url: str) -> None:
         import redis
 
@@ -196,7 +194,7 @@ class RedisProbe(Probe):
         self.client.close()
 
 
-class PostgresProbe(Probe):
+class PostgresProbe:
     """One connection of its own (it shows in `connections`: one more than the workload's)."""
 
     def __init__(self, dsn: str) -> None:
@@ -216,7 +214,7 @@ class PostgresProbe(Probe):
             self.connection.close()
 
 
-class HttpStatsProbe(Probe):
+class HttpStatsProbe:
     """A service's `/stats` JSON, flattened to numbers (`upstreams.llm.requests`, `rows`, ...)."""
 
     def __init__(self, url: str) -> None:
@@ -226,6 +224,9 @@ class HttpStatsProbe(Probe):
         from lab.stack.services.http import get_json
 
         return dict(flatten_numbers(get_json(f"{self.url}/stats", timeout_s=0.5)))
+
+    def close(self) -> None:
+        """Nothing to release: each reading is one short HTTP request."""
 
 
 def flatten_numbers(document: Any, prefix: str = "") -> list[tuple[str, float]]:

@@ -33,7 +33,10 @@ def history_command(experiment: str | None, variant: str | None, metrics: tuple[
     chosen = list(metrics) or headline_metrics(frame)
     table = wide(frame, chosen)
     if out is not None:
-        table.write_parquet(out) if out.suffix == ".parquet" else table.write_csv(out)
+        if out.suffix == ".parquet":
+            table.write_parquet(out)
+        else:
+            table.write_csv(out)
         click.echo(f"written {out}")
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
         click.echo(str(table))

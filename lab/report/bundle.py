@@ -74,23 +74,29 @@ def opened_bundle(bundle: Path) -> Iterator[Path]:
         yield runs[0]
 
 
-def verify_bundle(bundle: Path) -> tuple[str, int]:
-    """Raise BundleInvalid naming the first differing file; else return (run id, files checked)."""
+@contextmanager
+def verified_bundle(bundle: Path) -> Iterator[Path]:
+    """The bundle unpacked once and checked against its manifest: BundleInvalid names the first
+    differing file; otherwise the unpacked run directory (removed afterwards)."""
     with opened_bundle(bundle) as run:
         problems = check_files(run)
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise BundleInvalid(f"{bundle}: {problems[0]}{more}")
-        checked = sum(1 for p in run.rglob("*") if p.is_file())
-        return run.name, checked
+        yield run
+
+
+def verify_bundle(bundle: Path) -> tuple[str, int]:
+    """Raise BundleInvalid naming the first differing file; else return (run id, files checked)."""
+    with verified_bundle(bundle) as run:
+        return run.name, sum(1 for p in run.rglob("*") if p.is_file())
 
 
 @contextmanager
 def as_run_directory(path: Path) -> Iterator[Path]:
     """A run directory, or a bundle verified and unpacked as one (for `lab compare` and `lab analyze`)."""
     if is_bundle(path):
-        verify_bundle(path)
-        with opened_bundle(path) as run:
+        with verified_bundle(path) as run:
             yield run
     else:
         yield path
