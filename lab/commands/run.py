@@ -49,7 +49,7 @@ from lab.report.manifest import utc_now, write_manifest
 from lab.report.rundir import RunDirectory, RunState
 from lab.stack.engine import probe_engine
 from lab.stack.faults import FaultRunner
-from lab.stack.stack import Stack, running_stack
+from lab.stack.stack import Stack, running_stack, signals_deferred
 from lab.workloads import bind_knobs, driver_class
 from lab.workloads.base import Knobs, WorkloadDriver
 
@@ -185,14 +185,23 @@ def run_experiment(experiment: Experiment, options: RunOptions) -> RunOutcome:
             for index, variant in enumerate(order):
                 stack = stacks_by_variant[variant]
                 with unpaused(stack):
-                    metrics = run_trial(experiment, settings, rundir, index, variant, stack, drivers[variant], options)
-                rows.extend(
-                    {"experiment": experiment.name, "variant": variant, "trial": index, "metric": key, "value": value}
-                    for key, value in metrics.items()
-                )
-                rundir.write_frame("trials.parquet", pl.DataFrame(rows, schema=TIDY_SCHEMA))
-                done += 1
-                rundir.set_status("running", trials_done=done, trials_total=len(order))
+                    record = run_trial(experiment, settings, rundir, index, variant, stack, drivers[variant], options)
+                metrics = record["metrics"]
+                with signals_deferred():  # a finished trial is on disk everywhere or nowhere
+                    rundir.write_json(f"trials/{rundir.trial_dir(index, variant).name}/trial.json", record)
+                    rows.extend(
+                        {
+                            "experiment": experiment.name,
+                            "variant": variant,
+                            "trial": index,
+                            "metric": key,
+                            "value": value,
+                        }
+                        for key, value in metrics.items()
+                    )
+                    rundir.write_frame("trials.parquet", pl.DataFrame(rows, schema=TIDY_SCHEMA))
+                    done += 1
+                    rundir.set_status("running", trials_done=done, trials_total=len(order))
                 click.echo(f"  trial {index:02d} {variant:<12} " + headline(metrics))
     except KeyboardInterrupt:
         mark_ended(rundir, facts, "interrupted", trials_done=done, trials_total=len(order))
@@ -247,8 +256,9 @@ def run_trial(
     stack: Stack,
     driver: WorkloadDriver | None,
     options: RunOptions,
-) -> dict[str, float]:
-    """One trial: reset, load, check the containers survived, write everything it measured."""
+) -> dict[str, Any]:
+    """One trial: reset, load, check the containers survived, write its samples and series;
+    returns its record (`trial.json`, metrics included), which the caller commits."""
     trial_dir = rundir.trial_dir(index, variant)
     assert driver is not None, "run_command refuses experiments without a workload"
     trial_seed = settings.seed * 1000 + index
@@ -285,23 +295,19 @@ def run_trial(
             metrics.update(resilience_metrics(result.samples(), fault_records, metrics.get("fallbacks")))
     except Exception as exc:  # noqa: BLE001 - every failure of a trial becomes one line, exit 3
         fail_trial(rundir, trial_dir, index, variant, stack, exc)
-    rundir.write_json(
-        f"{trial_dir.relative_to(rundir.path)}/trial.json",
-        {
-            "state": "complete",
-            "index": index,
-            "variant": variant,
-            "seed": trial_seed,
-            "started": began,
-            "mode": result.mode,
-            "plan": redact(plan.to_dict(), stack),
-            "metrics": metrics,
-            "operation_stats": result.operation_stats,
-            "resources": {"before": before, "after": after},
-            "collector": collector.summary() if collector is not None else None,
-        },
-    )
-    return metrics
+    return {
+        "state": "complete",
+        "index": index,
+        "variant": variant,
+        "seed": trial_seed,
+        "started": began,
+        "mode": result.mode,
+        "plan": redact(plan.to_dict(), stack),
+        "metrics": metrics,
+        "operation_stats": result.operation_stats,
+        "resources": {"before": before, "after": after},
+        "collector": collector.summary() if collector is not None else None,
+    }
 
 
 @contextmanager

@@ -70,7 +70,7 @@ def running_stack(
         with _signals_as_exceptions():
             yield stack
     finally:
-        with _signals_deferred():
+        with signals_deferred():
             stack.close()
 
 
@@ -127,7 +127,7 @@ def start_stack(
             for kind, future in futures.items():
                 endpoints[kind] = future.result()
     except BaseException:
-        with _signals_deferred():
+        with signals_deferred():
             for future in futures.values():
                 future.cancel()
             # The pool's exit waited for every thread: `started` is now complete.
@@ -203,8 +203,9 @@ def _signals_as_exceptions() -> Iterator[None]:
 
 
 @contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold off SIGINT/SIGTERM/SIGHUP while cleaning up; re-raise the first one afterwards."""
+def signals_deferred() -> Iterator[None]:
+    """Hold off SIGINT/SIGTERM/SIGHUP while cleaning up or committing a result; re-raise the
+    first one afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
